@@ -1,0 +1,244 @@
+"""One typed config for a run: method, model, data, diffusion, train, sample.
+
+Loaded from YAML, overridden with dotted ``key=value`` pairs from the command line, checked
+before any work starts (an unknown key or a wrong type names the key), and saved with the run.
+The ``model`` section is method-specific: each method declares its own dataclass for it
+(``VideoMethod.ModelConfig``) and it is checked against that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message names it."""
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and their shape. ``frames`` is the clip length the method trains on."""
+
+    name: str = "moving-digits"  # built-in dataset, benchmark name or a path
+    root: str | None = None  # dataset folder / file for file-backed data
+    frames: int = 10
+    size: int = 64
+    channels: int = 1
+    stride: int = 1  # temporal subsampling of the source video
+    split: str = "train"
+    num_workers: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific (num_digits, ...)
+
+
+@dataclass
+class DiffusionConfig:
+    """The Gaussian process: training schedule and prediction target."""
+
+    schedule: Literal["linear", "cosine", "scaled_linear"] = "linear"
+    timesteps: int = 1000
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
+    prediction: Literal["eps", "v", "x0"] = "eps"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100_000
+    batch_size: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    optimizer: Literal["adam", "adamw"] = "adam"
+    warmup: int = 0
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = 0.999
+    grad_accum: int = 1
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 5000
+    ckpt_every: int = 5000
+    compile: bool = False
+    channels_last: bool = False
+    out: str = "runs/run"
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "ddpm"
+    steps: int = 100
+    guidance: float = 1.0  # classifier-free guidance scale; 1 = off
+    temperature: float = 1.0  # flows: scale of the prior's standard deviation
+
+
+@dataclass
+class Config:
+    method: str = "mcvd"
+    paper: str = ""  # which paper table this config targets
+    model: dict[str, Any] = field(default_factory=dict)  # checked by the method's ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+# --------------------------------------------------------------------------- typed loading
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted where lossless."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{where}: {value!r} is not a {_type_name(tp)}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(repr(a) for a in get_args(tp))
+            raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}")
+
+
+def from_dict(cls: type, data: dict[str, Any] | None, where: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        data = dataclasses.asdict(data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        known = ", ".join(sorted(fields))
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}' (known keys: {known})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(value, hints[name], key)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, YAML-safe dict of a config dataclass (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=1e-4"`` -> (["train", "lr"], 1e-4); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    if not key:
+        raise ConfigError(f"override {text!r} has no key")
+    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply dotted overrides to a nested dict (in place) and return it."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults), apply overrides, check the whole thing.
+
+    The method's ``model`` section is checked too (see ``videogen.methods.model_config``).
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    apply_overrides(data, overrides or [])
+    cfg = from_dict(Config, data)
+    # Imported here: the methods package imports models, which import this module.
+    from videogen.methods import model_config
+
+    model_config(cfg)  # raises ConfigError naming the key
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
