@@ -164,6 +164,30 @@ def test_best_of_k_is_never_worse_and_sample_zero_is_shared(weights, tmp_path):
         assert three["metrics"][m]["value"] > one["metrics"][m]["value"]
 
 
+def test_lpips_best_of_k_takes_the_lowest(weights, tmp_path):
+    g = torch.Generator().manual_seed(3)
+    alex = {}
+    for i, cin, cout, k in [(0, 3, 64, 11), (3, 64, 192, 5), (6, 192, 384, 3)]:
+        alex[f"features.{i}.weight"] = torch.randn(cout, cin, k, k, generator=g) * 0.05
+        alex[f"features.{i}.bias"] = torch.zeros(cout)
+    for i, cin in [(8, 384), (10, 256)]:
+        alex[f"features.{i}.weight"] = torch.randn(256, cin, 3, 3, generator=g) * 0.05
+        alex[f"features.{i}.bias"] = torch.zeros(256)
+    widths = [64, 192, 384, 256, 256]
+    lin = {
+        f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for i, c in enumerate(widths)
+    }
+    torch.save(alex, tmp_path / "alexnet.pth")
+    torch.save(lin, tmp_path / "alex.pth")
+    paths = dict(lpips_alexnet_path=tmp_path / "alexnet.pth", lpips_lin_path=tmp_path / "alex.pth")
+    clips = make_clips(4, size=32)
+    settings = dict(clips=clips, metrics=("lpips",), num_clips=4, out_dir=None, **paths)
+    one = run(weights, tmp_path, best_of=1, **settings)["metrics"]["lpips"]
+    three = run(weights, tmp_path, best_of=3, **settings)["metrics"]["lpips"]
+    assert len(three["per_frame"]) == FRAMES - 4 and three["protocol"]["lin_sha256"]
+    assert 0 < three["value"] < one["value"]
+
+
 def test_identical_sets_give_fvd_zero_and_real_features_are_cached(weights, tmp_path):
     oracle = NoisyOracle(sigma=0.0)
     first = run(weights, tmp_path, method=oracle, metrics=("fvd", "ssim"), best_of=1)
@@ -188,6 +212,19 @@ def test_fvd_on_generated_frames_only(weights, tmp_path):
         run(weights, tmp_path, task_kwargs={"known": 4}, **only)
 
 
+def test_separate_real_set(weights, tmp_path):
+    real = make_clips(10, seed=1)
+    spec = {"name": "blobs", "split": "train"}
+    result = run(weights, tmp_path, real_clips=real, num_real=10, real_spec=spec, best_of=1)
+    proto = result["metrics"]["fvd"]["protocol"]
+    assert proto["real_clips"] == 10 and proto["generated_clips"] == 8
+    assert proto["real_split"] == spec and "i3d-" in proto["real_cache"]
+    with pytest.raises(ProtocolError, match="real clips are 10 frames x 3 channels x 20x20"):
+        run(weights, tmp_path, real_clips=make_clips(8, size=20), metrics=("fvd",), best_of=1)
+    with pytest.raises(ProtocolError, match="num_real=10 needs a separate real set"):
+        run(weights, tmp_path, num_real=10)
+
+
 def test_protocol_errors_name_the_setting(weights, tmp_path):
     with pytest.raises(ProtocolError, match="num_clips=20"):
         run(weights, tmp_path, num_clips=20)
@@ -202,6 +239,13 @@ def test_protocol_errors_name_the_setting(weights, tmp_path):
         run(weights, tmp_path, task="unconditional", task_kwargs={})
     with pytest.raises(ProtocolError, match="log_likelihood"):
         run(weights, tmp_path, metrics=("bpd",))
+
+    class PredictOnly(NoisyOracle):
+        def supported_known(self, known):
+            return None if bool(known[:, 0].all()) else "only conditions on leading frames"
+
+    with pytest.raises(ProtocolError, match="only conditions on leading frames"):
+        run(weights, tmp_path, method=PredictOnly(), task="past", task_kwargs={"known": 2})
     with pytest.raises(WeightFileError, match="nope.pt"):
         run(weights, tmp_path, i3d_path=tmp_path / "nope.pt")
 

@@ -75,6 +75,7 @@ class Protocol:
     metrics: tuple[str, ...] = ("fvd", "ssim", "psnr", "lpips")
     best_of: int = 1
     num_clips: int = 2048
+    num_real: int = 2048  # real clips in FVD / KVD: num_clips unless a separate real set is given
     batch_size: int = 16
     seed: int = 0
     fvd_include_known: bool = True
@@ -99,8 +100,8 @@ class Protocol:
             raise ProtocolError(
                 f"fvd_samples={self.fvd_samples} must be between 1 and best_of={self.best_of}"
             )
-        if self.num_clips < 1 or self.batch_size < 1:
-            raise ProtocolError("num_clips and batch_size must be positive")
+        if self.num_clips < 1 or self.num_real < 1 or self.batch_size < 1:
+            raise ProtocolError("num_clips, num_real and batch_size must be positive")
         if self.i3d_resize not in RESIZE_MODES:
             raise ProtocolError(f"i3d_resize={self.i3d_resize!r}; choose one of {RESIZE_MODES}")
         if self.precision not in PRECISIONS:
@@ -347,6 +348,9 @@ def evaluate_run(
     temperature: float | None = None,
     guidance: float | None = None,
     data_spec: Any = None,
+    real_clips: Iterable[Any] | None = None,
+    num_real: int | None = None,
+    real_spec: Any = None,
     cache_dir: str | Path | None = None,
     out_dir: str | Path | None = None,
     run_name: str = "",
@@ -361,6 +365,11 @@ def evaluate_run(
     size, seed: anything JSON-serialisable); with it, real I3D features are cached under
     ``cache_dir`` (default ``$VIDEOGEN_CACHE`` or ``~/.cache/videogen``). With ``out_dir``, the
     main process writes ``metrics.json`` and ``report.html`` there.
+
+    FVD / KVD compare against the test clips themselves unless ``real_clips`` (``num_real`` of
+    them, named by ``real_spec`` for the cache) gives another real set, as unconditional
+    generation protocols do with the train split; it must match the test clips' frames and
+    resolution.
     """
     proto = Protocol(
         task="indices" if known is not None else task,
@@ -369,6 +378,7 @@ def evaluate_run(
         metrics=tuple(metrics),
         best_of=best_of,
         num_clips=num_clips,
+        num_real=num_real or num_clips,
         batch_size=batch_size,
         seed=seed,
         fvd_include_known=fvd_include_known,
@@ -384,6 +394,11 @@ def evaluate_run(
         guidance=guidance,
     )
     proto.check()
+    if real_clips is None and num_real not in (None, num_clips):
+        raise ProtocolError(
+            f"num_real={num_real} needs a separate real set (real_clips); without one the real "
+            f"set is the num_clips={num_clips} test clips"
+        )
     # without CUDA, processes started by accelerate/torchrun shard over gloo on the CPU
     state = PartialState(cpu=not torch.cuda.is_available())
     dev = torch.device(device) if device is not None else state.device
@@ -411,29 +426,84 @@ def evaluate_run(
     shard: dict[str, list[Tensor]] = {}
     shown = _Shown(gif_videos, gif_samples)
     known_row: Tensor | None = None
-    cache: _RealCache | None = None
     shape: tuple[int, ...] | None = None
+    cache: _RealCache | None = None
+    real_spec = real_spec if real_clips is not None else data_spec
     for b_idx, video in enumerate(iter_batches(clips, batch_size, num_clips)):
         if known_row is None:
             shape = tuple(video.shape[1:])
             known_row = _known_row(proto, video.shape[1])
             _check_task(proto, known_row, shape)
-            if wants_feats and nets.i3d is not None:
-                cache = _RealCache.open(proto, nets.i3d, known_row, shape, data_spec, cache_dir)
+            _check_method(method, known_row, len(video))
+            if nets.i3d is not None and real_clips is None:
+                cache = _RealCache.open(proto, nets.i3d, known_row, shape, real_spec, cache_dir)
         if b_idx not in my_batches:
             continue
         keep = shown if state.is_main_process else None
+        in_loop = cache is not None and cache.features is None  # real features on the way
         batch = to_float(video.to(dev, non_blocking=True))
-        _evaluate_batch(method, batch, b_idx, proto, nets, known_row, cache, shard, keep)
+        _evaluate_batch(method, batch, b_idx, proto, nets, known_row, in_loop, shard, keep)
 
     assert known_row is not None and shape is not None
     merged = merge_shards(gather_object([{k: torch.cat(v) for k, v in shard.items()}]))
-    if cache is not None and cache.features is None and state.is_main_process:
-        cache.save(merged["real_feats"])
-    result = _summarise(proto, merged, nets, known_row, shape, cache, data_spec, state, run_name)
+    real = None
+    if nets.i3d is not None:
+        if cache is None:  # a separate real set: its own pass, or its cache
+            cache = _RealCache.open(proto, nets.i3d, known_row, shape, real_spec, cache_dir)
+        real = cache.features
+        if real is None:
+            if real_clips is None:
+                real = merged["real_feats"]
+            else:
+                real = _real_features(real_clips, proto, nets.i3d, known_row, shape, state, dev)
+            if state.is_main_process:
+                cache.save(real)
+    result = _summarise(
+        proto, merged, nets, known_row, shape, real, cache, real_spec, data_spec, state, run_name
+    )
     if out_dir is not None and state.is_main_process:
         write_outputs(result, out_dir, gif_grid(shown.rows, known_row) if shown.rows else None)
     return result
+
+
+def _fvd_frames(proto: Protocol, known_row: Tensor) -> list[int]:
+    if proto.fvd_include_known:
+        return list(range(known_row.numel()))
+    return _gen_list(known_row)
+
+
+def _real_features(
+    real_clips: Any,
+    proto: Protocol,
+    i3d: nn.Module,
+    known_row: Tensor,
+    shape: tuple[int, ...],
+    state: PartialState,
+    dev: torch.device,
+) -> Tensor:
+    """I3D features ``(num_real, 400)`` of a separate real set, sharded like the test clips."""
+    frames = _fvd_frames(proto, known_row)
+    n_batches = math.ceil(proto.num_real / proto.batch_size)
+    with state.split_between_processes(list(range(n_batches))) as mine:
+        my_batches = set(mine)
+    shard: dict[str, list[Tensor]] = {"index": [], "real_feats": []}
+    for b_idx, video in enumerate(iter_batches(real_clips, proto.batch_size, proto.num_real)):
+        if tuple(video.shape[1:]) != shape:
+            raise ProtocolError(
+                f"real clips are {_shape_of(video.shape[1:])} but the generated clips are "
+                f"{_shape_of(shape)}; FVD compares sets of one frame count and resolution "
+                "(check the real split's data.frames and data.size)"
+            )
+        if b_idx not in my_batches:
+            continue
+        batch = to_float(video.to(dev, non_blocking=True))[:, frames]
+        first = b_idx * proto.batch_size
+        shard["index"].append(torch.arange(first, first + len(batch)))
+        shard["real_feats"].append(
+            i3d_features(i3d, batch, proto.i3d_resize, proto.precision).cpu()
+        )
+    mine_cat = {k: torch.cat(v) for k, v in shard.items() if v}
+    return merge_shards(gather_object([mine_cat]))["real_feats"]
 
 
 def _known_list(known: Sequence[int] | Tensor | None) -> list[int] | None:
@@ -477,6 +547,15 @@ def _check_task(proto: Protocol, known_row: Tensor, shape: tuple[int, ...]) -> N
         )
 
 
+def _check_method(method: Any, known_row: Tensor, batch: int) -> None:
+    """Ask the method (``VideoMethod.supported_known``) whether it can do the task at all."""
+    supported = getattr(method, "supported_known", None)
+    if callable(supported):
+        reason = supported(known_row.expand(batch, -1))
+        if reason:
+            raise ProtocolError(f"{type(method).__name__} cannot do this task: {reason}")
+
+
 def _evaluate_batch(
     method: Any,
     video: Tensor,
@@ -484,7 +563,7 @@ def _evaluate_batch(
     proto: Protocol,
     nets: _Nets,
     known_row: Tensor,
-    cache: _RealCache | None,
+    real_in_loop: bool,
     shard: dict[str, list[Tensor]],
     shown: _Shown | None,
 ) -> None:
@@ -498,7 +577,7 @@ def _evaluate_batch(
     fake_feats, probs = [], None
     checker = RangeCheck()
     with torch.no_grad():
-        if nets.i3d is not None and cache is not None and cache.features is None:
+        if nets.i3d is not None and real_in_loop:
             real = i3d_features(nets.i3d, video[:, fvd_frames], proto.i3d_resize, proto.precision)
             shard.setdefault("real_feats", []).append(real.cpu())
         if shown is not None:
@@ -578,7 +657,7 @@ class _RealCache:
         data_spec: Any,
         cache_dir: str | Path | None,
     ) -> _RealCache:
-        frames = list(range(shape[0])) if proto.fvd_include_known else _gen_list(known_row)
+        frames = _fvd_frames(proto, known_row)
         key = {
             "version": CACHE_VERSION,
             "data": data_spec,
@@ -587,7 +666,7 @@ class _RealCache:
             "precision": proto.precision,
             "frames": frames,
             "clip_shape": list(shape),
-            "num_clips": proto.num_clips,
+            "num_clips": proto.num_real,
             "seed": proto.seed,
         }
         if data_spec is None:
@@ -630,7 +709,9 @@ def _summarise(
     nets: _Nets,
     known_row: Tensor,
     shape: tuple[int, ...],
+    real: Tensor | None,
     cache: _RealCache | None,
+    real_spec: Any,
     data_spec: Any,
     state: PartialState,
     run_name: str,
@@ -656,12 +737,12 @@ def _summarise(
         "num_processes": state.num_processes,
     }
     out: dict[str, Any] = {}
-    if nets.i3d is not None:
-        real = cache.features if cache is not None and cache.features is not None else None
-        real = merged["real_feats"] if real is None else real
+    if nets.i3d is not None and real is not None:
         fake = merged["fake_feats"].flatten(0, 1)
-        if real.shape[0] != n:
-            raise ProtocolError(f"the real set has {real.shape[0]} clips, num_clips={n}")
+        if real.shape[0] != proto.num_real:
+            raise ProtocolError(
+                f"the real set has {real.shape[0]} clips, num_real={proto.num_real}"
+            )
         fvd_proto = {
             **common,
             "feature_net": "I3D Kinetics-400, 400 logits averaged over time",
@@ -674,7 +755,7 @@ def _summarise(
             "generated_clips": int(fake.shape[0]),
             "samples_per_clip": proto.fvd_samples,
             "precision": proto.precision,
-            "real_split": data_spec,
+            "real_split": real_spec,
             "real_cache": str(cache.path) if cache is not None and cache.path else None,
         }
         if "fvd" in proto.metrics:
@@ -777,6 +858,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     p("--metrics", default="fvd,ssim,psnr,lpips", help=f"comma separated: {','.join(METRICS)}")
     p("--best-of", type=int, default=1, help="samples per test clip (SRVP 100, MCVD 10)")
     p("--num-clips", type=int, default=2048, help="test clips (real and generated sets)")
+    p("--real-split", help="FVD against clips of this split instead (the CLI builds real_clips)")
+    p("--num-real", type=int, help="clips of --real-split (default: --num-clips)")
     p("--batch-size", type=int, default=16)
     p("--seed", type=int, default=0)
     p("--i3d", help="i3d_pretrained_400.pt or i3d_torchscript.pt")
@@ -814,6 +897,7 @@ def eval_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "metrics": [m.strip() for m in args.metrics.split(",") if m.strip()],
         "best_of": args.best_of,
         "num_clips": args.num_clips,
+        "num_real": args.num_real,
         "batch_size": args.batch_size,
         "seed": args.seed,
         "i3d_path": args.i3d,

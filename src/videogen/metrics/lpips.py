@@ -17,6 +17,8 @@ from torch import Tensor, nn
 
 from videogen.metrics.weights import assign, read_state, require_file, sha256_file
 
+LPIPS_MIN_SIZE = 31  # smaller frames vanish in AlexNet's second max pool
+
 # (index in torchvision's `features`, in, out, kernel, stride, padding, max-pool before it)
 _ALEX_CONVS = (
     (0, 3, 64, 11, 4, 2, False),
@@ -61,6 +63,11 @@ class LPIPS(nn.Module):
         if x.shape != y.shape or x.ndim != 4:
             raise ValueError(
                 f"LPIPS compares two (N, C, H, W) batches, got {x.shape} and {y.shape}"
+            )
+        if min(x.shape[-2:]) < LPIPS_MIN_SIZE:
+            raise ValueError(
+                f"LPIPS (AlexNet) needs frames of at least {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE}, got "
+                f"{tuple(x.shape[-2:])}"
             )
         if x.shape[1] == 1:
             x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
