@@ -92,3 +92,12 @@ def test_identical_images_and_bad_input():
         ssim(torch.rand(1, 8, 8), torch.rand(1, 8, 8))
     with pytest.raises(ValueError, match="one shape"):
         psnr(torch.rand(1, 8, 8), torch.rand(1, 8, 9))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_cpu():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(4, 5, 3, 64, 64, generator=g), torch.rand(4, 5, 3, 64, 64, generator=g)
+    assert torch.allclose(ssim(x.cuda(), y.cuda()).cpu(), ssim(x, y), atol=1e-5)
+    assert torch.allclose(psnr(x.cuda(), y.cuda()).cpu(), psnr(x, y), atol=1e-4)

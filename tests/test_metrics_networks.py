@@ -17,7 +17,7 @@ from videogen.metrics import (
     load_lpips,
     sha256_file,
 )
-from videogen.metrics.i3d import MaxPoolSame, Unit3D
+from videogen.metrics.i3d import MaxPoolSame, Unit3D, i3d_features
 
 # ----------------------------------------------------------------------------- I3D
 
@@ -302,3 +302,14 @@ def test_lpips_rejects_incomplete_linear_layers(tmp_path):
     alex_path, lin_path, _ = _lpips_files(tmp_path, drop="lin4.model.1.weight")
     with pytest.raises(WeightFileError, match="lin4.model.1.weight"):
         load_lpips(alex_path, lin_path)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_i3d_bf16_features_close_to_fp32_on_gpu(i3d_file):
+    model = load_i3d(i3d_file, device="cuda")
+    video = torch.rand(4, 16, 3, 64, 64, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    fp32 = i3d_features(model, video.cuda(), precision="fp32")
+    bf16 = i3d_features(model, video.cuda(), precision="bf16")
+    assert bf16.shape == (4, 400) and bf16.dtype == torch.float32
+    assert ((bf16 - fp32).norm() / fp32.norm()).item() < 0.05

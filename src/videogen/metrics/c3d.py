@@ -5,7 +5,7 @@ Two weight files are in use and both load here:
 - TGAN2's ``conv3d_deepnetA_ucf.npz`` (chainer keys ``conv1a/W`` ... ``fc8/b``) with its mean
   file ``mean2.npz``. The network reproduces TGAN2's ``C3DVersion1UCF101``: RGB -> BGR scaled by
   128, frames resized to 112x112 (chainer's bilinear ``resize_images``, corners aligned), plus
-  ``128 - mean`` (the mean's centre 112x112 crop), eight 3x3x3 convolutions, chainer's
+  ``128 - mean`` (the mean cropped at [8:120, 8:120]), eight 3x3x3 convolutions, chainer's
   ``cover_all`` max pooling (ceil mode here) and three linear layers.
 - StyleGAN-V's TorchScript ``c3d_ucf101.pt``, which takes uint8 video and returns probabilities.
 
@@ -33,6 +33,7 @@ from videogen.metrics.weights import (
 
 C3D_FRAMES = 16
 C3D_SIZE = 112
+MEAN_CROP = 8  # TGAN2 takes mean[:, :, 8:120, 8:120] whatever the mean's size
 _CONVS = {
     "conv1a": (3, 64),
     "conv2a": (64, 128),
@@ -122,10 +123,12 @@ def load_c3d(
         mean = read_state(mp).get("mean")
         if mean is None or mean.ndim != 4 or tuple(mean.shape[:2]) != (3, C3D_FRAMES):
             raise WeightFileError(f"{mp} must hold 'mean' of shape (3, 16, H, W) (TGAN2 mean2.npz)")
-        if min(mean.shape[2:]) < C3D_SIZE:
-            raise WeightFileError(f"{mp}: the mean is {tuple(mean.shape)}, smaller than 112x112")
-        top, left = (mean.shape[2] - C3D_SIZE) // 2, (mean.shape[3] - C3D_SIZE) // 2
-        state["mean"] = mean[:, :, top : top + C3D_SIZE, left : left + C3D_SIZE]
+        end = MEAN_CROP + C3D_SIZE
+        if min(mean.shape[2:]) < end:
+            raise WeightFileError(
+                f"{mp}: the mean is {tuple(mean.shape)}, smaller than {end}x{end}"
+            )
+        state["mean"] = mean[:, :, MEAN_CROP:end, MEAN_CROP:end]  # TGAN2's crop, as it is
         assign(model, state, source_key=lambda k: k if k == "mean" else _chainer_key(k), path=p)
         info.update(format="chainer npz (TGAN2)", mean_path=str(mp), mean_sha256=sha256_file(mp))
     model.weights_info = info

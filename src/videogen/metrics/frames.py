@@ -9,6 +9,8 @@ sigma=1.5, use_sample_covariance=False``: an 11-tap Gaussian window (radius int(
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -30,10 +32,16 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
 
 
 def gaussian_window(sigma: float = 1.5, truncate: float = 3.5, dtype=torch.float32) -> Tensor:
+    """The normalised 1-D Gaussian of ``scipy.ndimage.gaussian_filter`` (11 taps at 1.5)."""
     radius = int(truncate * sigma + 0.5)
     taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
     w = torch.exp(-0.5 * (taps / sigma) ** 2)
     return (w / w.sum()).to(dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _window_on(sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return gaussian_window(sigma, dtype=dtype).to(device)  # one copy per device, not per call
 
 
 def ssim(
@@ -48,7 +56,7 @@ def ssim(
     _check_pair(x, y, "ssim")
     lead, (c, h, w) = x.shape[:-3], x.shape[-3:]
     dtype = torch.promote_types(x.dtype, torch.float32)
-    win = gaussian_window(sigma, dtype=dtype).to(x.device)
+    win = _window_on(sigma, dtype, x.device)
     k = win.numel()
     if h < k or w < k:
         raise ValueError(f"SSIM with an {k}-pixel window needs images of at least {k}x{k}")

@@ -27,7 +27,7 @@ SOURCES: dict[str, str] = {
         "a C3D UCF-101 weight file: either TGAN2's chainer file 'conv3d_deepnetA_ucf.npz' "
         "(pfnet-research/tgan2, C3DVersion1UCF101) or StyleGAN-V's TorchScript 'c3d_ucf101.pt'"
     ),
-    "c3d_mean": "TGAN2's C3D mean file 'mean2.npz' (key 'mean', shape (3, 16, 128, 128), BGR)",
+    "c3d_mean": "TGAN2's C3D mean file 'mean2.npz' (key 'mean', (3, 16, H, W) in BGR order)",
     "alexnet": (
         "torchvision's ImageNet AlexNet state dict 'alexnet-owt-7be5be79.pth' "
         "(keys features.0.weight ... classifier.6.bias)"
