@@ -53,7 +53,8 @@ def past(frames: int, known: int, batch: int = 1) -> Tensor:
 
 
 def infill(frames: int, first: int, last: int | None = None, batch: int = 1) -> Tensor:
-    """Infilling: the first ``first`` and the last ``last`` frames are given (default last=first)."""
+    """Infilling: the first ``first`` and the last ``last`` frames are given (last=first
+    by default)."""
     _check_frames(frames)
     last = first if last is None else last
     if first < 0 or last < 0 or first + last >= frames:
