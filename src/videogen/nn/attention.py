@@ -48,11 +48,8 @@ class SpatialAttention(nn.Module):
 
 
 class TemporalAttention(nn.Module):
-    """Attention along time at every pixel of ``(B, C, T, H, W)``. Residual.
-
-    ``frame_bias`` (optional, ``(T, T)`` or broadcastable) could encode relative positions;
-    positions enter through the caller's frame embedding instead, so none is used here.
-    """
+    """Attention along time at every pixel of ``(B, C, T, H, W)``. Residual. Frame positions
+    enter through the caller's frame embedding."""
 
     def __init__(self, channels: int, heads: int = 4, head_dim: int | None = None) -> None:
         super().__init__()
