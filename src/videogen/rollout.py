@@ -1,12 +1,14 @@
 """Long videos from any method: slide a window, condition on what is known or generated.
 
 ``rollout(method, video, known)`` fills every unknown frame of a clip of any length. It walks
-left to right: the next window starts ``context`` frames before the first frame still unknown,
-so it conditions on the last frames already known or generated (MCVD's block-autoregressive
-scheme; RaMViD and VideoFusion extend videos the same way), plus any originally known frames
-that fall inside it (so infilling across long gaps works too). Each window goes through the
-method's own ``generate``; only the frames the method says it fills (``method.fills``) are
-taken from it. Methods whose ``generate`` takes any length (``any_length``) are called once.
+left to right. For the first frame still unknown, it places a window of the method's length so
+that the window conditions on the ``context`` frames before it (MCVD's block-autoregressive
+scheme; RaMViD and VideoFusion extend videos the same way) and on any known frames inside it (so
+infilling across long gaps works too). Where the method only fills part of a window (MCVD fills
+its current block), the window shifts until that part covers the frame, padding the clip with
+unknown frames at either end when needed. Each window goes through the method's own
+``generate``; only the frames the method says it fills (``method.fills``) are taken.
+Methods whose ``generate`` takes any length (``any_length``) are called once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,33 @@ import torch
 from torch import Tensor
 
 from videogen.methods.base import VideoMethod
+
+
+def _frames(mask: Tensor) -> Tensor:
+    return mask.reshape(*mask.shape, 1, 1, 1)
+
+
+def place_window(
+    method: VideoMethod, done: Tensor, first: int, window: int, context: int
+) -> tuple[int, Tensor] | None:
+    """The window start (may be negative or run past the end) whose pattern the method
+    supports and whose filled frames include ``first``; with its fill mask. None if none."""
+    frames = done.shape[1]
+    # as much context as fits: `context` frames before, or the window flush with the end
+    preferred = max(0, min(first - context, frames - window))
+    starts = sorted(range(first - window + 1, first + 1), key=lambda s: (abs(s - preferred), s))
+    for start in starts:
+        idx = torch.arange(start, start + window)
+        inside = (idx >= 0) & (idx < frames)
+        win_known = torch.zeros(done.shape[0], window, dtype=torch.bool, device=done.device)
+        win_known[:, inside] = done[:, idx[inside]]
+        if method.supported_known(win_known) is not None:
+            continue
+        fills = method.fills(win_known) & ~win_known
+        fills[:, ~inside] = False
+        if bool(fills[0, first - start]):
+            return start, fills
+    return None
 
 
 @torch.no_grad()
@@ -44,34 +73,44 @@ def rollout(
         )
     if not bool((known == known[:1]).all()):
         raise ValueError("rollout needs the same known pattern in every row of the batch")
+    if method.any_length:
+        return method.generate(video, known, **generate_kwargs)
     frames = video.shape[1]
     window = window or method.window
-    if method.any_length or frames <= window:
-        # one call; a method that needs exactly `window` frames says so itself
-        return method.generate(video, known, **generate_kwargs)
     context = method.context if context is None else context
     if not 0 < context < window:
         raise ValueError(f"rollout context must be in 1..{window - 1}, got {context}")
 
-    out = video.clone()
+    # Pad with unknown frames so a window can start before frame 0 or end after the last.
+    pad = window - 1
+    out = torch.cat(
+        [
+            video.new_zeros(video.shape[0], pad, *video.shape[2:]),
+            video,
+            video.new_zeros(video.shape[0], pad, *video.shape[2:]),
+        ],
+        dim=1,
+    )
     done = known.clone()
     windows = 0
     while not bool(done.all()):
         first = int((~done[0]).nonzero()[0])
-        start = max(0, min(first - context, frames - window))
-        span = slice(start, start + window)
-        win_known = done[:, span]
-        filled = method.generate(out[:, span], win_known, **generate_kwargs)
-        fills = method.fills(win_known) & ~win_known
-        if not bool(fills.any()):
+        placed = place_window(method, done, first, window, context)
+        if placed is None:
             raise ValueError(
-                f"{method.name} cannot fill frames {start}..{start + window - 1} with the known "
-                f"pattern {win_known[0].int().tolist()}"
+                f"{method.name} has no window of {window} frames that fills frame {first} "
+                f"given the known frames {done[0].int().tolist()}"
             )
-        mask = fills.reshape(*fills.shape, 1, 1, 1)
-        out[:, span] = torch.where(mask, filled, out[:, span])
-        done[:, span] |= fills
+        start, fills = placed
+        idx = torch.arange(start, start + window)
+        inside = (idx >= 0) & (idx < frames)
+        win_known = torch.zeros_like(fills)
+        win_known[:, inside] = done[:, idx[inside]]
+        span = slice(start + pad, start + pad + window)
+        filled = method.generate(out[:, span], win_known, **generate_kwargs)
+        out[:, span] = torch.where(_frames(fills), filled, out[:, span])
+        done[:, idx[inside]] |= fills[:, inside]
         windows += 1
         if progress:
-            print(f"rollout: window {windows} filled up to frame {int(done[0].sum())}/{frames}")
-    return torch.where(known.reshape(*known.shape, 1, 1, 1), video, out)
+            print(f"rollout: window {windows} at frame {start}, {int(done[0].sum())}/{frames} done")
+    return torch.where(_frames(known), video, out[:, pad : pad + frames])
