@@ -72,8 +72,14 @@ def test_every_sampler_recovers_the_clip_from_a_perfect_denoiser(sampler):
     proc = VideoDiffusion(DiffusionConfig())
     x0 = make_clip(1)
     known = tasks.infill(6, 1, 1, 2)
-    out = proc.sample(oracle_for(proc, x0), x0, known, sampler=sampler, steps=25,
-                      generator=torch.Generator().manual_seed(0))
+    out = proc.sample(
+        oracle_for(proc, x0),
+        x0,
+        known,
+        sampler=sampler,
+        steps=25,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(out[:, 0], x0[:, 0]) and torch.equal(out[:, -1], x0[:, -1])
     assert (out - x0).abs().max() < (0.1 if sampler == "deis" else 1e-3)
 
@@ -122,5 +128,4 @@ def test_structured_noise_reaches_ancestral_steps():
     proc.sample(oracle_for(proc, x0), x0, tasks.unconditional(6, 2), sampler="ddpm", steps=4)
     assert len(drawn) == 1 + 4  # the initial noise and one draw per step
     with pytest.raises(ValueError, match="draws its own"):
-        proc.sample(oracle_for(proc, x0), x0, tasks.unconditional(6, 2), sampler="euler_a",
-                    steps=2)
+        proc.sample(oracle_for(proc, x0), x0, tasks.unconditional(6, 2), sampler="euler_a", steps=2)

@@ -2,7 +2,8 @@
 
 ``rollout(method, video, known)`` fills every unknown frame of a clip of any length. It walks
 left to right. For the first frame still unknown, it places a window of the method's length so
-that the window conditions on the ``context`` frames before it (MCVD's block-autoregressive
+that the window conditions on the ``context`` frames before it (a leading gap before known
+frames is filled backwards, from its end) (MCVD's block-autoregressive
 scheme; RaMViD and VideoFusion extend videos the same way) and on any known frames inside it (so
 infilling across long gaps works too). Where the method only fills part of a window (MCVD fills
 its current block), the window shifts until that part covers the frame, padding the clip with
@@ -26,25 +27,45 @@ def _frames(mask: Tensor) -> Tensor:
 
 
 def place_window(
-    method: VideoMethod, done: Tensor, first: int, window: int, context: int
-) -> tuple[int, Tensor] | None:
-    """The window start (may be negative or run past the end) whose pattern the method
-    supports and whose filled frames include ``first``; with its fill mask. None if none."""
+    method: VideoMethod,
+    done: Tensor,
+    known: Tensor,
+    first: int,
+    window: int,
+    context: int,
+    backward: bool,
+) -> tuple[int, Tensor, Tensor] | None:
+    """Where the next window goes: a start (may be negative or run past the end) whose pattern
+    the method supports and whose filled frames include ``first``.
+
+    Windows close to the preferred start come first: ``context`` frames of history before
+    ``first`` (or, going ``backward``, after it). If no window fits the frames done so far
+    (a one-frame gap between known frames for a method that fills blocks of two, say), frames
+    generated earlier may be generated again; originally ``known`` frames never are.
+    Returns (start, the window's known pattern, its fill mask), or None.
+    """
     frames = done.shape[1]
-    # as much context as fits: `context` frames before, or the window flush with the end
-    preferred = max(0, min(first - context, frames - window))
+    if backward:
+        preferred = min(frames - window, max(0, first + context + 1 - window))
+    else:
+        preferred = max(0, min(first - context, frames - window))
     starts = sorted(range(first - window + 1, first + 1), key=lambda s: (abs(s - preferred), s))
-    for start in starts:
-        idx = torch.arange(start, start + window)
-        inside = (idx >= 0) & (idx < frames)
-        win_known = torch.zeros(done.shape[0], window, dtype=torch.bool, device=done.device)
-        win_known[:, inside] = done[:, idx[inside]]
-        if method.supported_known(win_known) is not None:
-            continue
-        fills = method.fills(win_known) & ~win_known
-        fills[:, ~inside] = False
-        if bool(fills[0, first - start]):
-            return start, fills
+    for regenerate in (False, True):
+        for start in starts:
+            idx = torch.arange(start, start + window)
+            inside = (idx >= 0) & (idx < frames)
+            win_done = torch.zeros(done.shape[0], window, dtype=torch.bool, device=done.device)
+            win_done[:, inside] = done[:, idx[inside]]
+            if regenerate:
+                win_orig = torch.zeros_like(win_done)
+                win_orig[:, inside] = known[:, idx[inside]]
+                win_done &= ~(method.fills(win_done) & ~win_orig) | win_orig
+            if method.supported_known(win_done) is not None:
+                continue
+            fills = method.fills(win_done) & ~win_done
+            fills[:, ~inside] = False
+            if bool(fills[0, first - start]):
+                return start, win_done, fills
     return None
 
 
@@ -95,17 +116,18 @@ def rollout(
     windows = 0
     while not bool(done.all()):
         first = int((~done[0]).nonzero()[0])
-        placed = place_window(method, done, first, window, context)
+        backward = first == 0 and bool(done[0].any())
+        if backward:  # a leading gap before known frames: fill it from its end, backwards
+            first = int(done[0].nonzero()[0]) - 1
+        placed = place_window(method, done, known, first, window, context, backward)
         if placed is None:
             raise ValueError(
                 f"{method.name} has no window of {window} frames that fills frame {first} "
                 f"given the known frames {done[0].int().tolist()}"
             )
-        start, fills = placed
+        start, win_known, fills = placed
         idx = torch.arange(start, start + window)
         inside = (idx >= 0) & (idx < frames)
-        win_known = torch.zeros_like(fills)
-        win_known[:, inside] = done[:, idx[inside]]
         span = slice(start + pad, start + pad + window)
         filled = method.generate(out[:, span], win_known, **generate_kwargs)
         out[:, span] = torch.where(_frames(fills), filled, out[:, span])
