@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -40,7 +40,7 @@ from videogen.checkpoint import (
     set_rng_state,
 )
 from videogen.config import Config, save_config
-from videogen.methods import build_method
+from videogen.methods import build_method, method_class
 from videogen.methods.base import VideoMethod
 
 
@@ -52,26 +52,32 @@ class TrainingError(RuntimeError):
 
 
 class EMA:
-    """Exponential moving average of the trainable parameters: ``s <- d s + (1 - d) p``."""
+    """Exponential moving average of the trainable parameters: ``s <- d s + (1 - d) p``.
+
+    The average starts at the weights after the first optimizer step, not at construction:
+    data-dependent initialisation (VideoFlow's actnorm) happens in the first forward pass, and
+    an average that began before it would carry the uninitialised values.
+    """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        params = dict(model.named_parameters())
-        self.shadow = [params[n].detach().clone().float() for n in self.names]
+        self.shadow: list[Tensor] | None = None
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         params = dict(model.named_parameters())
         current = [params[n].detach().float() for n in self.names]
-        torch._foreach_lerp_(self.shadow, current, 1.0 - self.decay)
+        if self.shadow is None:
+            self.shadow = [p.clone() for p in current]
+        else:
+            torch._foreach_lerp_(self.shadow, current, 1.0 - self.decay)
 
-    def state_dict(self) -> dict[str, Tensor]:
-        return dict(zip(self.names, self.shadow))
+    def state_dict(self) -> dict[str, Tensor] | None:
+        return None if self.shadow is None else dict(zip(self.names, self.shadow))
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        for i, name in enumerate(self.names):
-            self.shadow[i].copy_(state[name])
+        self.shadow = [state[name].float().clone() for name in self.names]
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -175,7 +181,11 @@ def train(
     """
     t = cfg.train
     run_dir = Path(out if out is not None else t.out)
+    method_cls = method_class(cfg.method)
     acc = Accelerator(
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=method_cls.ddp_find_unused)
+        ],
         mixed_precision=resolve_mixed_precision(t.mixed_precision),
         gradient_accumulation_steps=t.grad_accum,
         log_with="tensorboard",
@@ -208,7 +218,7 @@ def train(
         acc.print(f"resumed from {ckpt} at step {step}")
 
     model, optimizer, scheduler = acc.prepare(method, optimizer, scheduler)
-    if ema is not None:
+    if ema is not None and ema.shadow is not None:
         ema.shadow = [s.to(acc.device) for s in ema.shadow]
     rank = acc.process_index
     batches = data_stream(cfg, stream_seed(t.seed, rank, step), dataset)
@@ -330,7 +340,7 @@ def to_model_input(clips: Tensor, device: torch.device) -> Tensor:
 @contextlib.contextmanager
 def ema_weights(method: torch.nn.Module, ema: EMA | None):
     """Temporarily swap the EMA weights into ``method``."""
-    if ema is None:
+    if ema is None or ema.shadow is None:
         yield method
         return
     params = dict(method.named_parameters())
@@ -347,7 +357,7 @@ def ema_weights(method: torch.nn.Module, ema: EMA | None):
 
 
 def export(method: VideoMethod, ema: EMA | None, path: Path) -> Path:
-    return save_pretrained(method, path, ema=ema.state_dict() if ema else None)
+    return save_pretrained(method, path, ema=ema.state_dict() if ema is not None else None)
 
 
 @torch.no_grad()

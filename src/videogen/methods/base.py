@@ -29,6 +29,8 @@ class VideoMethod(nn.Module):
     # True when ``generate`` takes clips of any length itself (VideoFlow's causal prior);
     # otherwise ``videogen.rollout`` slides a window of ``window`` frames.
     any_length: ClassVar[bool] = False
+    # True when some parameters get no gradient in a step (DDP must then look for them)
+    ddp_find_unused: ClassVar[bool] = False
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()

@@ -93,6 +93,8 @@ class VideoFlow(VideoMethod):
 
     name = "videoflow"
     ModelConfig = VideoFlowConfig
+    any_length = True  # the causal prior conditions on the last frames at any length
+    ddp_find_unused = True  # marginal priors get no gradient when context covers them
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
