@@ -318,7 +318,8 @@ def write_video(
 ) -> Path:
     """Write ``uint8 (T, H, W, C)`` (or a float ``(T, C, H, W)`` in [-1, 1]) to a file.
 
-    ``.gif`` goes through Pillow (looping); ``.mp4``/``.mkv``/``.mov`` through PyAV with
+    ``.gif`` goes through Pillow (looping; Pillow merges identical consecutive frames into one
+    shown for their summed duration); ``.mp4``/``.mkv``/``.mov`` through PyAV with
     libx264 (``quality`` is its CRF; mpeg4 if x264 is missing), ``.avi`` with mpeg4, ``.webm``
     with VP9; ``.npy`` saves the array. yuv420p needs even sizes: odd heights/widths are padded
     by repeating the last row/column. Grey video is written as RGB.

@@ -120,9 +120,9 @@ class ArrayVideos(FileSource):
         i = index  # all videos of an array have one length, so none was filtered out
         stop, step = start + self.shape.span, self.shape.stride
         if self.layout.startswith("TN"):
-            clip = np.asarray(self._array[start:stop:step, i])
+            clip = np.array(self._array[start:stop:step, i])  # a copy, out of the memory map
         else:
-            clip = np.asarray(self._array[i, start:stop:step])
+            clip = np.array(self._array[i, start:stop:step])
         if self.layout == "NTCHW":
             clip = clip.transpose(0, 2, 3, 1)
         return clip if clip.ndim == 4 else clip[..., None]

@@ -41,8 +41,8 @@ def preview(
         options=dict(options or {}),
     )
     if split == "test":
-        dataset = build_dataset(cfg, "test", seed=seed)
-        clips = [dataset[i].numpy() for i in range(min(count, len(dataset)))]
+        dataset = build_dataset(cfg, "test", seed=seed, length=count)
+        clips = [dataset[i].numpy() for i in range(count)]
     else:
         clips = [clip.numpy() for clip in build_dataset(cfg, "train", seed=seed, length=count)]
     return write_video(out, tile(clips), fps=fps)

@@ -21,7 +21,7 @@ OPTIONS = {
     "num_digits": 2,
     "deterministic": False,
     "mnist": None,  # path to MNIST (idx / .gz / mnist.npz / a folder); None = rendered glyphs
-    "digit_size": 32,  # SVG/MCVD resize MNIST's 28x28 digits to 32x32
+    "digit_size": None,  # default half the canvas: SVG/MCVD resize MNIST's digits to 32 of 64
     "max_speed": 4,  # velocities are integers in [-max_speed, max_speed] pixels per frame
     "combine": "sum",  # "sum" (clipped at 255, as the protocol) or "max"
 }
@@ -78,11 +78,12 @@ class MovingDigits(GeneratedSource):
         num_digits: int = 2,
         deterministic: bool = False,
         mnist: str | None = None,
-        digit_size: int = 32,
+        digit_size: int | None = None,
         max_speed: int = 4,
         combine: str = "sum",
     ) -> None:
         super().__init__(shape)
+        digit_size = digit_size or shape.size // 2
         if num_digits < 1:
             raise DatasetError(f"option num_digits must be >= 1, got {num_digits}")
         if not 1 <= digit_size < shape.size:
