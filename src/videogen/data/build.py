@@ -95,7 +95,9 @@ def open_path(path: Path, split: str, shape: ClipShape, options: dict) -> FileSo
     records = sorted(path.glob("*.tfrecord*")) or sorted((path / split).glob("*.tfrecord*"))
     if records:
         return make_file_source("tfrecord", records, shape, options)
-    videos = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    videos = sorted(
+        p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+    )
     if videos:
         videos, _ = split_by_lists(videos, path, split)
         return make_file_source("videos", videos, shape, options)

@@ -70,7 +70,9 @@ def info(path: str | Path) -> dict[str, Any]:
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        files = sorted(
+            p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+        )
     else:
         raise FileNotFoundError(f"{path}: no such file or folder")
     facts, unreadable = [], []

@@ -181,7 +181,8 @@ def _error(name: str, root: Path | None, problem: str) -> DatasetError:
 
 
 def _videos(folder: Path) -> list[Path]:
-    return sorted({p for pattern in VIDEO_GLOB for p in folder.rglob(pattern)})
+    # is_file: FOMM's TaiChi frames live in folders named like videos ("x.mp4/0001.png")
+    return sorted({p for pattern in VIDEO_GLOB for p in folder.rglob(pattern) if p.is_file()})
 
 
 def _first_dir(root: Path, *candidates: str) -> Path | None:
