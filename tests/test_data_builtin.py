@@ -206,8 +206,7 @@ def test_real_mnist_files_are_used(tmp_path: Path) -> None:
 
 
 def test_shapes_move_at_constant_velocity_in_one_of_8_directions() -> None:
-    # fine coverage sampling: centroids then move by exact sub-pixel amounts
-    source = StochasticShapes(ClipShape(3, 64, 3), supersample=15)
+    source = StochasticShapes(ClipShape(3, 64, 3))
     clips = source.render(np.random.default_rng(0), 200, 3).astype(np.float64)
     mass = clips.sum(-1)  # (n, T, H, W)
     total = mass.sum(axis=(2, 3))
@@ -216,9 +215,9 @@ def test_shapes_move_at_constant_velocity_in_one_of_8_directions() -> None:
     cols = (mass.sum(2) * np.arange(64)).sum(2) / total
     centre = np.stack([rows, cols], -1)  # (n, T, 2)
     step = np.diff(centre, axis=1)
-    np.testing.assert_allclose(step[:, 0], step[:, 1], atol=0.15)  # constant velocity
+    np.testing.assert_allclose(step[:, 0], step[:, 1], atol=0.3)  # constant velocity
     unit = step[:, 0] / 6.4  # 1 canvas unit = 6.4 px at 64 px
-    np.testing.assert_allclose(unit, np.round(unit), atol=0.03)
+    np.testing.assert_allclose(unit, np.round(unit), atol=0.05)
     directions = {tuple(d) for d in np.round(unit).astype(int)}
     assert directions == {(r, c) for r in (-1, 0, 1) for c in (-1, 0, 1)} - {(0, 0)}
     # the first frame is drawn around the canvas centre
@@ -243,5 +242,5 @@ def test_shapes_grey_and_speed_option() -> None:
     clip = build_dataset(cfg, "test", length=1)[0]
     assert clip.shape == (2, 64, 64, 1)
     assert same(clip[0], clip[1])  # speed 0: the shape stays
-    with pytest.raises(DatasetError, match="supersample"):
-        build_dataset(DataConfig(name="stochastic-shapes", options={"supersample": 0}))
+    with pytest.raises(DatasetError, match="min_size <= max_size"):
+        build_dataset(DataConfig(name="stochastic-shapes", options={"min_size": 2.0}))
