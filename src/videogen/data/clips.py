@@ -119,7 +119,8 @@ class FileSource(ClipSource):
         skips: SkipLog | None = None,
     ) -> None:
         super().__init__(shape)
-        self.skips = skips or self.skips  # carries what indexing already left out
+        if skips is not None:
+            self.skips = skips  # carries what indexing already left out
         if test_start not in ("random", "first"):
             raise DatasetError(f"option test_start must be 'random' or 'first', got {test_start!r}")
         self.test_start = test_start
@@ -134,6 +135,7 @@ class FileSource(ClipSource):
             else:
                 self.videos.append(video)
         self.default_test_length = len(self.videos)
+        self._failed = 0  # videos of self.videos that failed to read
 
     @abstractmethod
     def read(self, index: int, start: int) -> np.ndarray:
@@ -156,20 +158,22 @@ class FileSource(ClipSource):
         try:
             return self.shape.fit(self.read(index, start))
         except (VideoError, OSError) as err:
+            self._failed += 1
             self.skips.add(video.name, str(err))
             return None
 
-    def _readable_left(self) -> None:
-        if all(v.name in self.skips for v in self.videos):
-            raise DatasetError(
-                f"every video of this dataset failed to read ({self.skips.count} skipped); "
-                f"first: {self.skips.paths[0]}: {self.skips.reasons[self.skips.paths[0]]}"
-            )
+    def _all_failed(self) -> DatasetError:
+        first = self.skips.paths[0]
+        return DatasetError(
+            f"every video of this dataset failed to read ({self.skips.count} skipped); "
+            f"first: {first}: {self.skips.reasons[first]}"
+        )
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         out = []
         while len(out) < n:
-            self._readable_left()
+            if self._failed == len(self.videos):
+                raise self._all_failed()
             index = int(rng.integers(len(self.videos)))
             start = int(rng.integers(self.videos[index].frames - self.shape.span + 1))
             clip = self._try_read(index, start)
@@ -181,15 +185,13 @@ class FileSource(ClipSource):
         rng = test_rng(seed, index)
         for step in range(len(self.videos)):
             # a broken video hands its slot to the next one: still a function of (seed, index)
-            self._readable_left()
             v = (index + step) % len(self.videos)
             room = self.videos[v].frames - self.shape.span + 1
             start = 0 if self.test_start == "first" else int(rng.integers(room))
             clip = self._try_read(v, start)
             if clip is not None:
                 return clip
-        self._readable_left()
-        raise AssertionError("unreachable")
+        raise self._all_failed()
 
 
 class TrainClips(IterableDataset):
