@@ -71,4 +71,5 @@ class VideoFiles(FileSource):
                     "header announces; truncated file?"
                 )
             self._decoded[index] = video
-        return video[start : start + shape.span : shape.stride]
+        # a copy: the caller may change its clip in place, the cache must not change
+        return video[start : start + shape.span : shape.stride].copy()
