@@ -27,3 +27,14 @@ def small_mp4(sample_videos: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} is missing")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist each worker gets one core: a second torch thread per worker would
+    # only fight the other worker for it.
+    import os
+
+    import torch
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

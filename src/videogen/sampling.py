@@ -48,37 +48,29 @@ def task_known(
     return tasks.make_known(task, frames, batch)
 
 
-def load_input_clips(
-    source: str | Path | None, method: VideoMethod, frames: int, count: int, seed: int = 0
-) -> Tensor:
+def load_input_clips(source: str | Path | None, method: VideoMethod, frames: int,
+                     count: int, seed: int = 0) -> Tensor:
     """``count`` uint8 clips ``(N, frames, H, W, C)`` at the method's resolution.
 
-    ``source`` is a video file, a dataset name/folder, or None for the method's own test set.
+    ``source`` is a video file (its first clip, repeated), a dataset name or folder (its
+    first test clips), or None for the method's own test set.
     """
-    from videogen.data import build_dataset, fit_clip
+    import dataclasses
+
+    from videogen.data import build_dataset
+    from videogen.io import read_video
 
     data = method.cfg.data
     path = Path(source) if source is not None else None
-    if (
-        path is not None
-        and path.is_file()
-        and path.suffix.lower() not in {".npy", ".npz", ".h5", ".hdf5"}
-    ):
-        from videogen.io import read_video
-
-        video = read_video(path)[:: data.stride]
-        if video.shape[0] < frames:
-            raise ValueError(
-                f"{path} has {video.shape[0]} frames at stride {data.stride}; the task needs "
-                f"{frames}"
-            )
-        clip = fit_clip(video[:frames], data.size, data.channels)
+    if path is not None and path.is_file() and path.suffix.lower() not in {".npz", ".h5",
+                                                                            ".hdf5"}:
+        clip = torch.from_numpy(read_video(path, frames=frames, stride=data.stride,
+                                           size=data.size, channels=data.channels))
         return clip.unsqueeze(0).expand(count, *clip.shape).clone()
-    cfg = type(data)(**{**data.__dict__, "frames": frames})
+    cfg = dataclasses.replace(data, frames=frames)
     if source is not None:
-        cfg.name, cfg.root = str(source), str(source) if path is not None else data.root
-    test = build_dataset(cfg, "test", seed=seed, length=count)
-    clips = [c if torch.is_tensor(c) else c[0] for c in test]
+        cfg = dataclasses.replace(cfg, name=str(source), root=None)
+    clips = [c if torch.is_tensor(c) else c[0] for c in build_dataset(cfg, "test", seed, count)]
     if len(clips) < count:
         raise ValueError(f"{source or data.name} has only {len(clips)} clips; asked for {count}")
     return torch.stack(clips[:count])
