@@ -125,14 +125,14 @@ def test_fir_resampling_matches_upfirdn():
     w = k2[None, None].expand(3, 1, 4, 4)
     # downsample: pad (1, 1), filter, keep every second sample
     ref_down = F.conv2d(F.pad(x, (1, 1, 1, 1)), w, groups=3)[..., ::2, ::2]
-    assert torch.allclose(Resample("down")(x), ref_down, atol=1e-6)
+    assert torch.allclose(Resample(3, "down")(x), ref_down, atol=1e-6)
     # upsample: insert zeros after each sample, pad (2, 1), filter with 4 * kernel
     stuffed = torch.zeros(2, 3, 16, 16)
     stuffed[..., ::2, ::2] = x
     ref_up = F.conv2d(F.pad(stuffed, (2, 1, 2, 1)), 4 * w, groups=3)
-    assert torch.allclose(Resample("up")(x), ref_up, atol=1e-6)
-    assert Resample("up", "naive")(x).shape == ref_up.shape
-    assert Resample("down", "naive")(x).shape == ref_down.shape
+    assert torch.allclose(Resample(3, "up")(x), ref_up, atol=1e-6)
+    assert Resample(3, "up", "naive")(x).shape == ref_up.shape
+    assert Resample(3, "down", "naive")(x).shape == ref_down.shape
 
 
 def test_spatin_scale_and_shift_come_from_the_conditioning_frames():

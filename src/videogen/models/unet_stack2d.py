@@ -21,8 +21,9 @@ Every residual block normalizes adaptively (GroupNorm without affine, or SPATIN,
 sum by 1/sqrt(2), as do the attention blocks (DDPM++ ``skip_rescale``).
 
 Resampling: the official code resamples inside the blocks with a [1, 3, 3, 1] FIR filter
-through a custom ``upfirdn2d`` CUDA op. ``resample="fir"`` computes exactly the same result
-with stock ops: a fixed depthwise 4x4 stride-2 conv down, and its transpose (x4) up.
+through a custom ``upfirdn2d`` CUDA op. ``resample="fir"`` applies the same filter with the same
+padding through stock ops (a fixed depthwise 4x4 stride-2 conv down, its transpose x4 up), so
+it gives the same result up to float rounding.
 ``resample="naive"`` uses 2x2 average pooling down and nearest-neighbour up (NCSN++ without FIR).
 """
 
@@ -65,14 +66,14 @@ class StackUNetSpec:
 
 
 class Resample(nn.Module):
-    """Halve (``"down"``) or double (``"up"``) H and W of ``(B, C, H, W)``, without weights.
+    """Halve (``"down"``) or double (``"up"``) H and W of ``(B, channels, H, W)``; no weights.
 
-    ``"fir"``: the [1, 3, 3, 1] FIR filter of the official code, bit-for-bit the same
-    arithmetic as ``upfirdn2d`` with its padding: a depthwise 4x4 stride-2 conv (down) and 4x
-    its transpose (up). ``"naive"``: average pooling / nearest neighbour.
+    ``"fir"``: the [1, 3, 3, 1] FIR filter of the official code with ``upfirdn2d``'s padding,
+    as a depthwise 4x4 stride-2 conv (down) and 4x its transpose (up). ``"naive"``: average
+    pooling / nearest neighbour.
     """
 
-    def __init__(self, direction: str, mode: str = "fir") -> None:
+    def __init__(self, channels: int, direction: str, mode: str = "fir") -> None:
         super().__init__()
         if direction not in ("up", "down"):
             raise ValueError(f"resample direction must be 'up' or 'down', got {direction!r}")
@@ -82,14 +83,15 @@ class Resample(nn.Module):
         self.mode = mode
         k = torch.tensor([1.0, 3.0, 3.0, 1.0])
         kernel = torch.outer(k, k) / 64.0  # sums to 1
-        self.register_buffer("kernel", kernel[None, None], persistent=False)
+        # one fixed filter per channel (depthwise); not saved with the weights
+        self.register_buffer("kernel", kernel.expand(channels, 1, 4, 4).clone(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "naive":
             if self.direction == "down":
                 return F.avg_pool2d(x, 2)
             return F.interpolate(x, scale_factor=2.0, mode="nearest")
-        weight = self.kernel.to(x.dtype).expand(x.shape[1], 1, 4, 4)
+        weight = self.kernel.to(x.dtype)
         if self.direction == "down":
             return F.conv2d(x, weight, stride=2, padding=1, groups=x.shape[1])
         # zero-stuffed upsampling filtered by 4 * kernel == the transposed strided conv
@@ -145,7 +147,7 @@ class ResBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = AdaNorm(in_ch, emb_dim, cond_channels, spatin_dim)
-        self.resample = Resample(resample, resample_mode) if resample else None
+        self.resample = Resample(in_ch, resample, resample_mode) if resample else None
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.norm2 = AdaNorm(out_ch, emb_dim, cond_channels, spatin_dim)
         self.drop = nn.Dropout(dropout)
