@@ -11,20 +11,39 @@ from videogen.config import Config
 from videogen.methods.videoflow import VideoFlow
 from videogen.train import TrainingError, train
 
-TINY = {"levels": 2, "steps_per_level": 1, "coupling_width": 8, "prior_depth": 1,
-        "prior_width": 8, "cond_frames": 1, "context_frames": 1}
+TINY = {
+    "levels": 2,
+    "steps_per_level": 1,
+    "coupling_width": 8,
+    "prior_depth": 1,
+    "prior_width": 8,
+    "cond_frames": 1,
+    "context_frames": 1,
+}
 
 
 def tiny_cfg(tmp_path, steps=6, **train_kw):
-    train_cfg = {"steps": steps, "batch_size": 4, "lr": 1e-3, "log_every": 1, "ckpt_every": 3,
-                 "sample_every": 0, "ema_decay": 0.9, "seed": 3, "out": str(tmp_path / "run")}
+    train_cfg = {
+        "steps": steps,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "log_every": 1,
+        "ckpt_every": 3,
+        "sample_every": 0,
+        "ema_decay": 0.9,
+        "seed": 3,
+        "out": str(tmp_path / "run"),
+    }
     train_cfg.update(train_kw)
-    return from_dict(Config, {
-        "method": "videoflow",
-        "model": TINY,
-        "data": {"name": "moving-digits", "frames": 3, "size": 16, "channels": 1},
-        "train": train_cfg,
-    })
+    return from_dict(
+        Config,
+        {
+            "method": "videoflow",
+            "model": TINY,
+            "data": {"name": "moving-digits", "frames": 3, "size": 16, "channels": 1},
+            "train": train_cfg,
+        },
+    )
 
 
 def losses(run):

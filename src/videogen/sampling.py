@@ -48,8 +48,9 @@ def task_known(
     return tasks.make_known(task, frames, batch)
 
 
-def load_input_clips(source: str | Path | None, method: VideoMethod, frames: int,
-                     count: int, seed: int = 0) -> Tensor:
+def load_input_clips(
+    source: str | Path | None, method: VideoMethod, frames: int, count: int, seed: int = 0
+) -> Tensor:
     """``count`` uint8 clips ``(N, frames, H, W, C)`` at the method's resolution.
 
     ``source`` is a video file (its first clip, repeated), a dataset name or folder (its
@@ -62,10 +63,12 @@ def load_input_clips(source: str | Path | None, method: VideoMethod, frames: int
 
     data = method.cfg.data
     path = Path(source) if source is not None else None
-    if path is not None and path.is_file() and path.suffix.lower() not in {".npz", ".h5",
-                                                                            ".hdf5"}:
-        clip = torch.from_numpy(read_video(path, frames=frames, stride=data.stride,
-                                           size=data.size, channels=data.channels))
+    if path is not None and path.is_file() and path.suffix.lower() not in {".npz", ".h5", ".hdf5"}:
+        clip = torch.from_numpy(
+            read_video(
+                path, frames=frames, stride=data.stride, size=data.size, channels=data.channels
+            )
+        )
         return clip.unsqueeze(0).expand(count, *clip.shape).clone()
     cfg = dataclasses.replace(data, frames=frames)
     if source is not None:

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from videogen import tasks
 from videogen.config import Config, ConfigError, from_dict
 from videogen.diffusion import VideoDiffusion
 from videogen.methods.base import VideoMethod
@@ -143,6 +144,19 @@ class MCVD(VideoMethod):
         return {"loss": loss, "mse": mse.detach()}
 
     # ------------------------------------------------------------------ sampling
+
+    @property
+    def context(self) -> int:
+        """Rollout conditions each new block on the ``past`` frames before it."""
+        return max(1, self.mcfg.past)
+
+    def fills(self, known: Tensor) -> Tensor:
+        """MCVD generates its current block only."""
+        return self.masks.current_mask(known.shape[0], device=known.device)
+
+    def default_known(self, batch: int = 1) -> Tensor:
+        """Prediction: the past block known, the rest unknown."""
+        return tasks.predict(self.window, self.mcfg.past, batch).to(self.device)
 
     def supported_known(self, known: Tensor) -> str | None:
         """``None`` when MCVD can fill ``known`` ``(B, T)`` in one call, else the reason.
