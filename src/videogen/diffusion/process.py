@@ -77,7 +77,10 @@ class VideoDiffusion:
     # ------------------------------------------------------------------ forward process
 
     def _coefs(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-        abar = self.alphas_cumprod.to(like.device)[t.long()]
+        if self.alphas_cumprod.device != like.device:
+            # moved once: a blocking host-to-device copy per step would sync the stream
+            self.alphas_cumprod = self.alphas_cumprod.to(like.device)
+        abar = self.alphas_cumprod[t.long()]
         return _bcast(abar.sqrt(), like).to(like.dtype), _bcast((1 - abar).sqrt(), like).to(
             like.dtype
         )
@@ -134,8 +137,9 @@ class VideoDiffusion:
         if t is None:
             t = self.sample_timesteps(b, x0.device, generator)
         if noise is None:
-            noise = self.noise_fn(tuple(x0.shape), generator=generator, device=x0.device,
-                                  dtype=x0.dtype)
+            noise = self.noise_fn(
+                tuple(x0.shape), generator=generator, device=x0.device, dtype=x0.dtype
+            )
         x_t = self.q_sample(x0, t, noise)
         known_f = _frames(known, x0)
         cond = x0 * known_f
@@ -182,8 +186,7 @@ class VideoDiffusion:
         shape = tuple(video.shape)
 
         def noise(shape=shape) -> Tensor:
-            return self.noise_fn(shape, generator=generator, device=video.device,
-                                 dtype=video.dtype)
+            return self.noise_fn(shape, generator=generator, device=video.device, dtype=video.dtype)
 
         x = noise() * sched.init_noise_sigma if x_init is None else x_init
         step_kwargs: dict = {}

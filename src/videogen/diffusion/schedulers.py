@@ -25,7 +25,11 @@ from videogen.config import DiffusionConfig
 
 # our names -> diffusers' prediction_type
 PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
-BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
+BETA_SCHEDULES = {
+    "linear": "linear",
+    "cosine": "squaredcos_cap_v2",
+    "scaled_linear": "scaled_linear",
+}
 
 SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     "ddpm": (DDPMScheduler, {}),

@@ -1,0 +1,1 @@
+"""Backbones, one per file; methods build them from their ``ModelConfig``."""
