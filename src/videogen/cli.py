@@ -95,6 +95,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"demo folder: {out}")
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    from videogen.evaluate import eval_kwargs, evaluate_path
+
+    kwargs = eval_kwargs(args)
+    kwargs["out_dir"] = kwargs["out_dir"] or str(Path(args.run) / "eval")
+    result = evaluate_path(args.run, data=args.data, root=args.data_root, frames=args.frames,
+                           real_split=args.real_split, device=args.device, **kwargs)
+    print(json.dumps(result.get("metrics", result), indent=2, default=str))
+    print(f"wrote {kwargs['out_dir']}/metrics.json and report.html")
+
+
 def cmd_data_preview(args: argparse.Namespace) -> None:
     from videogen.data import preview
 
@@ -160,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default=default_device())
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    e = sub.add_parser("eval", help="FVD, KVD, IS, SSIM, PSNR, LPIPS, bits/dim of a trained run")
+    e.add_argument("run", help="run folder or export folder")
+    e.add_argument("--data", help="dataset name or path (default: the run's)")
+    e.add_argument("--data-root", help="dataset root for a benchmark name")
+    e.add_argument("--frames", type=int, help="frames per test clip (default: the run's)")
+    e.add_argument("--device", default=default_device())
+    from videogen.evaluate import add_eval_arguments
+
+    add_eval_arguments(e)
+    e.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", help="look at datasets and video files")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")

@@ -51,7 +51,9 @@ from videogen.metrics import (
 )
 from videogen.metrics.c3d import C3D_FRAMES
 from videogen.metrics.i3d import I3D_MIN_FRAMES, PRECISIONS, RESIZE_MODES, i3d_features
+from videogen.methods.base import VideoMethod
 from videogen.metrics.report import gif_grid, render_report
+from videogen.rollout import rollout
 from videogen.tasks import make_known
 
 METRICS = ("fvd", "kvd", "is", "ssim", "psnr", "lpips", "bpd")
@@ -548,12 +550,21 @@ def _check_task(proto: Protocol, known_row: Tensor, shape: tuple[int, ...]) -> N
 
 
 def _check_method(method: Any, known_row: Tensor, batch: int) -> None:
-    """Ask the method (``VideoMethod.supported_known``) whether it can do the task at all."""
+    """Ask the method (``VideoMethod.supported_known``) whether it can do the task at all.
+
+    Clips longer than a ``VideoMethod``'s window go through ``videogen.rollout``, which
+    places windows the method supports, so only clips within one window are asked here."""
+    if isinstance(method, VideoMethod) and known_row.shape[-1] != method.window:
+        return
     supported = getattr(method, "supported_known", None)
     if callable(supported):
         reason = supported(known_row.expand(batch, -1))
         if reason:
             raise ProtocolError(f"{type(method).__name__} cannot do this task: {reason}")
+
+
+def _generate(method: Any, video: Tensor, known: Tensor, **kwargs: Any) -> Tensor:
+    return method.generate(video, known, **kwargs)
 
 
 def _evaluate_batch(
@@ -585,7 +596,9 @@ def _evaluate_batch(
         for s in range(proto.best_of):
             gen = torch.Generator(device=video.device)
             gen.manual_seed(_sample_seed(proto.seed, first_clip, s))
-            out = method.generate(
+            fill = rollout if isinstance(method, VideoMethod) else _generate
+            out = fill(
+                method,
                 video,
                 known,
                 steps=proto.steps,
@@ -846,6 +859,41 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path, gif: bytes | None
 
 
 # --------------------------------------------------------------------------- command line
+
+
+def evaluate_path(
+    run: str | Path,
+    *,
+    data: str | None = None,
+    root: str | None = None,
+    frames: int | None = None,
+    real_split: str | None = None,
+    device: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``videogen eval``: load a run or export, build its test clips (``data``/``root``/
+    ``frames`` override the run's data config) and run ``evaluate_run``."""
+    import dataclasses
+
+    from videogen.checkpoint import load_pretrained
+    from videogen.data import build_dataset
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    method = load_pretrained(run, device=device)
+    cfg = method.cfg.data
+    changes = {k: v for k, v in (("name", data), ("root", root), ("frames", frames)) if v}
+    if data and not root:
+        changes["root"] = None
+    cfg = dataclasses.replace(cfg, **changes)
+    seed = kwargs.get("seed", 0)
+    clips = build_dataset(cfg, "test", seed=seed, length=kwargs.get("num_clips"))
+    spec = {**dataclasses.asdict(cfg), "split": "test", "seed": seed}
+    if real_split:
+        num_real = kwargs.get("num_real") or kwargs.get("num_clips")
+        kwargs["real_clips"] = build_dataset(cfg, real_split, seed=seed, length=num_real)
+        kwargs["real_spec"] = {**spec, "split": real_split}
+    return evaluate_run(method, clips, data_spec=spec, run_name=str(run), device=device,
+                        **kwargs)
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
