@@ -194,9 +194,9 @@ class McvdMasks(MaskSampler):
 
     def current_mask(self, batch: int, device: torch.device | str = "cpu") -> Tensor:
         """``(B, T)`` True at the frames the model generates (the current block)."""
-        row = torch.zeros(self.frames, dtype=torch.bool)
-        row[self.past : self.past + self.current] = True
-        return _expand(row, batch).to(device)
+        mask = torch.zeros(batch, self.frames, dtype=torch.bool, device=device)
+        mask[:, self.past : self.past + self.current] = True
+        return mask
 
     def __call__(self, batch, frames, *, generator=None, device="cpu"):
         if frames != self.frames:
@@ -204,13 +204,18 @@ class McvdMasks(MaskSampler):
                 f"MCVD masks expect clips of past+current+future = {self.frames} frames, "
                 f"got {frames}"
             )
-        known = torch.zeros(batch, frames, dtype=torch.bool)
-        keep_past = _rand(batch, generator) >= self.p_mask_past
-        keep_future = _rand(batch, generator) >= self.p_mask_future
-        known[:, : self.past] = keep_past[:, None]
+        # drawn where the generator lives (else on `device`): a training step needs no
+        # host-to-device copy, which would sync the stream
+        gen_device = generator.device if generator is not None else device
+        keep_past = torch.rand(batch, generator=generator, device=gen_device) >= self.p_mask_past
+        keep_future = (
+            torch.rand(batch, generator=generator, device=gen_device) >= self.p_mask_future
+        )
+        known = torch.zeros(batch, frames, dtype=torch.bool, device=device)
+        known[:, : self.past] = keep_past.to(device)[:, None]
         if self.future:
-            known[:, self.past + self.current :] = keep_future[:, None]
-        return known.to(device)
+            known[:, self.past + self.current :] = keep_future.to(device)[:, None]
+        return known
 
 
 @dataclass

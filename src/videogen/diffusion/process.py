@@ -77,7 +77,10 @@ class VideoDiffusion:
     # ------------------------------------------------------------------ forward process
 
     def _coefs(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-        abar = self.alphas_cumprod.to(like.device)[t.long()]
+        if self.alphas_cumprod.device != like.device:
+            # moved once: a blocking host-to-device copy per step would sync the stream
+            self.alphas_cumprod = self.alphas_cumprod.to(like.device)
+        abar = self.alphas_cumprod[t.long()]
         return _bcast(abar.sqrt(), like).to(like.dtype), _bcast((1 - abar).sqrt(), like).to(
             like.dtype
         )

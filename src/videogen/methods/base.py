@@ -3,11 +3,13 @@ which paper they hold."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from videogen import tasks
 from videogen.config import Config
 
 
@@ -24,6 +26,11 @@ class VideoMethod(nn.Module):
 
     name: ClassVar[str] = ""
     ModelConfig: ClassVar[type]
+    # True when ``generate`` takes clips of any length itself (VideoFlow's causal prior);
+    # otherwise ``videogen.rollout`` slides a window of ``window`` frames.
+    any_length: ClassVar[bool] = False
+    # True when some parameters get no gradient in a step (DDP must then look for them)
+    ddp_find_unused: ClassVar[bool] = False
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
@@ -36,6 +43,15 @@ class VideoMethod(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def context(self) -> int:
+        """How many already-known frames a rollout window conditions on (default: half)."""
+        return max(1, self.window // 2)
+
+    def forward(self, video: Tensor, **kwargs: Any) -> dict[str, Tensor]:
+        # The trainer calls the (possibly DDP-wrapped, compiled) module; forward is the loss.
+        return self.loss(video, **kwargs)
 
     def loss(self, video: Tensor) -> dict[str, Tensor]:
         """Training loss of a batch ``(B, T, C, H, W)`` in ``[-1, 1]``; the method draws its own
@@ -65,5 +81,18 @@ class VideoMethod(nn.Module):
         """``None`` if ``generate`` can take this pattern within one window, else why not."""
         return None
 
-    def extra_state_for_export(self) -> dict[str, Any]:
-        return {}
+    def fills(self, known: Tensor) -> Tensor:
+        """``(B, T)`` True at the frames ``generate`` fills for this pattern (default: every
+        unknown frame; MCVD fills only its current block)."""
+        return ~known
+
+    def default_known(self, batch: int = 1) -> Tensor:
+        """The method's main task within one window (used for preview samples): prediction
+        from the first ``context`` frames."""
+        return tasks.predict(self.window, self.context, batch).to(self.device)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors``; ``videogen.load(path)`` reads it."""
+        from videogen.checkpoint import save_pretrained
+
+        return save_pretrained(self, path)

@@ -1,0 +1,182 @@
+"""Checkpoints that resume exactly, and exports that load anywhere.
+
+A checkpoint is a folder ``ckpt/step-NNNNNNN/`` with the raw and EMA weights (safetensors), the
+optimizer and LR-scheduler state, every rank's RNG state and the step. It is written into a
+hidden temporary folder and renamed into place, and ``ckpt/latest`` is replaced atomically after
+that, so a kill or a full disk mid-write never leaves a corrupt latest checkpoint.
+
+An export (``save_pretrained``) is a folder with ``config.json`` (the whole run config) and
+``model.safetensors`` (EMA weights when there are any): what ``load_pretrained`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from videogen.config import Config, ConfigError, from_dict, to_dict
+from videogen.methods import build_method
+from videogen.methods.base import VideoMethod
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict safetensors can write: contiguous CPU tensors, no shared storage."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    ckpt_dir: Path,
+    step: int,
+    *,
+    model: torch.nn.Module,
+    ema: dict[str, torch.Tensor] | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    rank_rng: list[dict[str, Any]],
+    keep: int = 2,
+) -> Path:
+    """Write checkpoint ``step`` atomically and drop all but the newest ``keep``."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / f"step-{step:07d}"
+    tmp = ckpt_dir / f".tmp-step-{step:07d}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_file(plain_state(model.state_dict()), str(tmp / WEIGHTS_NAME))
+    if ema is not None:
+        save_file(plain_state(ema), str(tmp / "ema.safetensors"))
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt"
+    )
+    torch.save(rank_rng, tmp / "rng.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step}))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _atomic_write_text(ckpt_dir / "latest", final.name)
+    old = sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir())[:-keep]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    ckpt_dir = Path(run_dir) / "ckpt"
+    pointer = ckpt_dir / "latest"
+    if pointer.is_file():
+        path = ckpt_dir / pointer.read_text().strip()
+        if (path / "state.json").is_file():
+            return path
+    complete = sorted(p for p in ckpt_dir.glob("step-*") if (p / "state.json").is_file())
+    return complete[-1] if complete else None
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+) -> dict[str, Any]:
+    """Load weights (and optimizer/scheduler when given) in place; return step, ema, rng."""
+    model.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+    ema_path = path / "ema.safetensors"
+    ema = load_file(str(ema_path)) if ema_path.is_file() else None
+    if optimizer is not None:
+        opt = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(opt["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(opt["scheduler"])
+    rng = torch.load(path / "rng.pt", weights_only=True)
+    step = json.loads((path / "state.json").read_text())["step"]
+    return {"step": step, "ema": ema, "rng": rng}
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def save_pretrained(
+    method: VideoMethod, path: str | Path, ema: dict[str, torch.Tensor] | None = None
+) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` (the EMA weights when given)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(path / CONFIG_NAME, json.dumps(to_dict(method.cfg), indent=2))
+    tmp = path / f".{WEIGHTS_NAME}.tmp"
+    state = method.state_dict()
+    if ema is not None:
+        state.update({k: v for k, v in ema.items() if k in state})
+    save_file(plain_state(state), str(tmp))
+    os.replace(tmp, path / WEIGHTS_NAME)
+    return path
+
+
+def read_config(path: str | Path) -> Config:
+    """The run config of an export folder, a run folder or a config file."""
+    path = Path(path)
+    for candidate in (path / CONFIG_NAME, path / "export" / CONFIG_NAME):
+        if candidate.is_file():
+            return from_dict(Config, json.loads(candidate.read_text()))
+    if (path / "config.yaml").is_file():
+        from videogen.config import load_config
+
+        return load_config(path / "config.yaml")
+    raise ConfigError(
+        f"{path} is neither an export folder (config.json + {WEIGHTS_NAME}) nor a run folder "
+        "(config.yaml + ckpt/)"
+    )
+
+
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> VideoMethod:
+    """Load a method from an export folder, or from a run folder (its export, else its latest
+    checkpoint's EMA weights). The method is returned in eval mode."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (expected an export or a run folder)")
+    cfg = read_config(path)
+    method = build_method(cfg)
+    export = path if (path / WEIGHTS_NAME).is_file() else path / "export"
+    if (export / WEIGHTS_NAME).is_file():
+        method.load_state_dict(load_file(str(export / WEIGHTS_NAME)))
+    else:
+        ckpt = latest_checkpoint(path)
+        if ckpt is None:
+            raise FileNotFoundError(f"{path} holds no weights: no {WEIGHTS_NAME} and no checkpoint")
+        state = load_checkpoint(ckpt, model=method)
+        if state["ema"] is not None:
+            method.load_state_dict(state["ema"], strict=False)
+    return method.to(device).eval()

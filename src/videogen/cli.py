@@ -1,0 +1,205 @@
+"""The ``videogen`` command. Each subcommand is a thin layer over a function of the package:
+
+train   -> videogen.train.train            sample -> videogen.sampling.sample_task
+info    -> videogen.summary.describe       demo   -> videogen.demo.run_demo
+data    -> videogen.data.preview / info    eval   -> videogen.evaluate.evaluate_run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from videogen.config import ConfigError, load_config
+
+TASKS = ("predict", "past", "infill", "interpolate", "upsample", "unconditional")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from videogen.train import train
+
+    cfg = load_config(args.config, args.overrides)
+    run = train(cfg, out=args.out, resume=not args.fresh, progress=not args.quiet)
+    print(f"run folder: {run}")
+    print(f"export: {run / 'export'}")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from videogen.summary import describe
+
+    info = describe(load_config(args.config, args.overrides))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    cfg = info["config"]
+    print(f"method      {cfg['method']}   ({cfg['paper'] or 'no paper table named'})")
+    print(f"params      {info['params'] / 1e6:.2f} M")
+    print(f"flops/clip  {info['flops_per_clip'] / 1e9:.2f} GFLOP (training forward, one clip)")
+    d = cfg["data"]
+    print(f"data        {d['name']}  {d['frames']}x{d['size']}x{d['size']}x{d['channels']}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from videogen.checkpoint import load_pretrained
+    from videogen.data import to_uint8
+    from videogen.io import write_grid, write_video
+    from videogen.sampling import sample_task
+
+    method = load_pretrained(args.run, device=args.device)
+    result = sample_task(
+        method,
+        args.task,
+        source=args.input,
+        frames=args.frames,
+        known=args.known,
+        every=args.every,
+        clips=args.clips,
+        samples=args.samples,
+        steps=args.steps,
+        sampler=args.sampler,
+        guidance=args.guidance,
+        temperature=args.temperature,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() in (".gif", ".png"):
+        rows = []
+        for i in range(args.clips):
+            rows.append(result.video[i * args.samples])
+            rows.extend(result.samples[i * args.samples : (i + 1) * args.samples])
+        write_grid(out, rows, known=result.known[0].cpu())
+    else:
+        for i, video in enumerate(to_uint8(result.samples)):
+            path = out if len(result.samples) == 1 else out.with_stem(f"{out.stem}-{i}")
+            write_video(path, video)
+    print(f"wrote {out}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from videogen.demo import run_demo
+
+    out = run_demo(args.out, device=args.device, steps=args.steps, progress=not args.quiet)
+    print(f"demo folder: {out}")
+
+
+def cmd_data_preview(args: argparse.Namespace) -> None:
+    from videogen.data import preview
+
+    out = preview(args.source, args.output, frames=args.frames, count=args.count)
+    print(f"wrote {out}")
+
+
+def cmd_data_info(args: argparse.Namespace) -> None:
+    from videogen.data import info
+
+    result = info(args.path)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        print(f"{key:12s}{value}")
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="videogen", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a config (resumes a run folder's last checkpoint)")
+    t.add_argument("config", help="YAML config, e.g. configs/mcvd/smmnist.yaml")
+    t.add_argument("overrides", nargs="*", help="dotted overrides: train.lr=1e-4 data.root=...")
+    t.add_argument("--out", help="run folder (default: train.out of the config)")
+    t.add_argument("--fresh", action="store_true", help="ignore checkpoints already in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    i = sub.add_parser("info", help="parameters and FLOPs of a config, without training")
+    i.add_argument("config")
+    i.add_argument("overrides", nargs="*")
+    i.add_argument("--json", action="store_true", help="one JSON object")
+    i.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("sample", help="run a trained model on a task")
+    s.add_argument("run", help="run folder or export folder")
+    s.add_argument("--task", choices=TASKS, default="predict")
+    s.add_argument("--input", help="video file or dataset (default: the run's test set)")
+    s.add_argument("--frames", type=int, help="frames in the output (default: model window)")
+    s.add_argument("--known", type=int, help="predict/past: known frames; infill: at each end")
+    s.add_argument("--every", type=int, help="interpolate/upsample: every n-th frame known")
+    s.add_argument("--clips", type=int, default=1, help="input clips")
+    s.add_argument("--samples", type=int, default=1, help="samples per input clip")
+    s.add_argument("--steps", type=int, help="sampler steps (default: config)")
+    s.add_argument("--sampler", help="ddpm, ddim, dpm++, dpm++sde, unipc, euler, ...")
+    s.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    s.add_argument("--temperature", type=float, help="flows: prior temperature")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=default_device())
+    s.add_argument("-o", "--output", required=True, help="out.gif / out.png (grid) or out.mp4")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    d = sub.add_parser("demo", help="train a small MCVD on moving digits and show what it does")
+    d.add_argument("--out", default="videogen-demo", help="folder for GIFs and metrics.json")
+    d.add_argument("--steps", type=int, help="training steps (default: fits a few minutes)")
+    d.add_argument("--device", default=default_device())
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    data = sub.add_parser("data", help="look at datasets and video files")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    dp = dsub.add_parser("preview", help="write a GIF of clips from a dataset or a file")
+    dp.add_argument("source", help="built-in name (moving-digits, ...), folder or file")
+    dp.add_argument("-o", "--output", required=True)
+    dp.add_argument("--frames", type=int, default=16)
+    dp.add_argument("--count", type=int, default=4)
+    dp.set_defaults(func=cmd_data_preview)
+    di = dsub.add_parser("info", help="frames, size, fps and unreadable files of videos")
+    di.add_argument("path")
+    di.add_argument("--json", action="store_true")
+    di.set_defaults(func=cmd_data_info)
+    return p
+
+
+def _version() -> str:
+    from videogen import __version__
+
+    return f"videogen {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from videogen.data import DatasetError
+    from videogen.train import TrainingError
+
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except TrainingError as err:
+        print(f"videogen: training stopped: {err}", file=sys.stderr)
+        return 1
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
+        print(f"videogen: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

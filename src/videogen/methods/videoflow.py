@@ -1,0 +1,339 @@
+"""VideoFlow (Kumar et al., *VideoFlow: A Conditional Flow-Based Model for Stochastic Video
+Generation*, ICLR 2020): a normalizing flow over frames with an autoregressive latent prior.
+
+Every frame goes through the same multi-scale Glow (``models/videoflow_glow``) to latents
+``z_t^1 .. z_t^L``; each level's latent has a Gaussian prior given the same level's latents of
+the previous ``cond_frames`` frames and the higher levels of the same frame
+(``models/videoflow_prior``). The likelihood is exact::
+
+    log p(x_t | x_<t) = log|det dz_t/dx_t| + sum_l log p(z_t^l | z_{t-n..t-1}^l, z_t^{>l})
+                        - D * n_bits * log 2           (uniform dequantisation, D = C*H*W)
+
+The loss is bits per dimension over the frames after the first ``context_frames`` (the
+official code does not score the conditioning frames). Sampling runs each prior forward and the
+flow backward, one frame at a time, with every prior's standard deviation multiplied by the
+temperature; the prior only looks ``cond_frames`` back, so any number of frames can follow the
+known ones (long rollouts happen inside ``generate``).
+
+Data-dependent actnorm initialisation happens on the first batch ``loss`` sees; a flag buffer in
+each actnorm keeps it across resume and export. Under ``torch.distributed`` the statistics are
+averaged over ranks, so all ranks start from the same parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from videogen.config import Config, ConfigError, from_dict
+from videogen.methods.base import VideoMethod
+from videogen.models.videoflow_glow import Glow, data_init, from_flow, to_flow
+from videogen.models.videoflow_prior import LevelPrior, gaussian_log_prob
+
+
+@dataclass
+class VideoFlowConfig:
+    """The ``model:`` section. In brackets: the official tensor2tensor hparam."""
+
+    levels: int = 3  # [n_levels] squeeze-flow-split levels of the per-frame Glow
+    steps_per_level: int = 24  # [depth] flow steps per level
+    coupling: Literal["affine", "additive"] = "affine"  # [coupling]
+    coupling_width: int = 512  # [coupling_width]
+    coupling_activation: Literal["relu", "gated"] = "relu"  # [activation] relu or gatu
+    n_bits: int = 8  # [n_bits_x] pixels are quantised to this many bits
+    prior: Literal["pointwise", "conv", "conv3d"] = "conv3d"  # [latent_dist_encoder]
+    prior_depth: int = 5  # [latent_encoder_depth] residual blocks
+    prior_width: int = 256  # [latent_encoder_width]
+    prior_activation: Literal["relu", "gated"] = "gated"  # [latent_activation]
+    # [latent_dilation_rates 1, 3 -> dilations rate + 1, and 1]; used where they fit the level
+    prior_dilations: list[int] = field(default_factory=lambda: [1, 2, 4])
+    cond_frames: int = 3  # [num_cond_latents] frames of history the prior sees
+    latent_skip: bool = True  # [latent_skip] prior mean = z_{t-1} + network output
+    context_frames: int = 3  # [video_num_input_frames] leading frames not scored by the loss
+    train_frames: int | None = None  # [num_train_frames] random sub-clip per step; null = all
+    score_context: bool = False  # [model_input] also score the leading context frames
+
+
+def _check(m: VideoFlowConfig, cfg: Config) -> None:
+    """Reject settings the model cannot run with, naming the key."""
+    size, frames = cfg.data.size, cfg.data.frames
+    positive = ("levels", "steps_per_level", "coupling_width", "prior_width", "cond_frames")
+    for key in positive:
+        if getattr(m, key) < 1:
+            raise ConfigError(f"model.{key} must be at least 1, got {getattr(m, key)}")
+    if m.prior_depth < 0 or m.context_frames < 0:
+        raise ConfigError("model.prior_depth and model.context_frames must be >= 0")
+    if not 1 <= m.n_bits <= 8:
+        raise ConfigError(f"model.n_bits must be in 1..8, got {m.n_bits}")
+    if any(d < 1 for d in m.prior_dilations):
+        raise ConfigError(f"model.prior_dilations must be >= 1, got {m.prior_dilations}")
+    if size % 2**m.levels:
+        raise ConfigError(
+            f"data.size={size} must be divisible by 2**model.levels={2**m.levels}; "
+            "change the frame size or the number of levels"
+        )
+    clip = m.train_frames or frames
+    if m.train_frames is not None and not 1 <= m.train_frames <= frames:
+        raise ConfigError(f"model.train_frames={m.train_frames} must be in 1..data.frames={frames}")
+    if not m.score_context and m.context_frames >= clip:
+        raise ConfigError(
+            f"model.context_frames={m.context_frames} leaves no frame to score in a training clip "
+            f"of {clip} frames; lower it or raise model.train_frames / data.frames"
+        )
+
+
+class VideoFlow(VideoMethod):
+    """Glow per frame + causal latent dynamics prior; exact bits per pixel."""
+
+    name = "videoflow"
+    ModelConfig = VideoFlowConfig
+    any_length = True  # the causal prior conditions on the last frames at any length
+    ddp_find_unused = True  # marginal priors get no gradient when context covers them
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        m = from_dict(VideoFlowConfig, cfg.model, "model")
+        _check(m, cfg)
+        self.model_cfg = m
+        self.glow = Glow(
+            cfg.data.channels,
+            m.levels,
+            m.steps_per_level,
+            m.coupling_width,
+            m.coupling,
+            m.coupling_activation,
+        )
+        self.latent_shapes = self.glow.latent_shapes(cfg.data.size, cfg.data.size)
+        self.priors = nn.ModuleList(
+            LevelPrior(
+                shape,
+                split=level < m.levels - 1,
+                kind=m.prior,
+                cond_frames=m.cond_frames,
+                depth=m.prior_depth,
+                width=m.prior_width,
+                activation=m.prior_activation,
+                dilations=m.prior_dilations,
+                latent_skip=m.latent_skip,
+            )
+            for level, shape in enumerate(self.latent_shapes)
+        )
+        self._compiled_frame: Callable[..., tuple[Tensor, list[Tensor]]] | None = None
+
+    # ------------------------------------------------------------------ likelihood
+
+    def _check_video(self, video: Tensor) -> None:
+        d = self.cfg.data
+        expected = (d.channels, d.size, d.size)
+        if video.dim() != 5 or tuple(video.shape[2:]) != expected:
+            raise ValueError(
+                f"VideoFlow expects video (B, T, {d.channels}, {d.size}, {d.size}) in [-1, 1] "
+                f"(data.channels, data.size), got {tuple(video.shape)}"
+            )
+
+    def _first_scored(self, frames: int) -> int:
+        if self.model_cfg.score_context:
+            return 0
+        return min(self.model_cfg.context_frames, frames - 1)
+
+    def frame_bits(
+        self,
+        video: Tensor,
+        *,
+        first: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Bits per dimension ``(B, T - first)`` of each frame from ``first`` on, given the
+        frames before it: ``-log2 p(x_t | x_<t) / (C H W)`` with uniform dequantisation noise
+        (an upper bound on the discrete bits; the paper's metric). ``first`` defaults to
+        ``context_frames`` (0 with ``score_context``)."""
+        self._check_video(video)
+        b, t = video.shape[:2]
+        first = self._first_scored(t) if first is None else first
+        if not 0 <= first < t:
+            raise ValueError(f"first={first} must index a frame of a {t}-frame clip")
+        n = self.model_cfg.cond_frames
+        start = max(0, first - n)  # frames before this cannot influence the scored ones
+        clip = video[:, start:]
+        x = to_flow(clip, self.model_cfg.n_bits, _noise(torch.rand, clip.shape, clip, generator))
+        latents, contexts, logdet = self.glow.encode(rearrange(x, "b t c h w -> (b t) c h w"))
+        first -= start
+        log_p = rearrange(logdet, "(b t) -> b t", b=b)[:, first:]
+        for level, prior in enumerate(self.priors):
+            z = rearrange(latents[level], "(b t) c h w -> b t c h w", b=b)
+            context = None
+            if level < len(contexts):
+                context = rearrange(contexts[level], "(b t) c h w -> b t c h w", b=b)
+            log_p = log_p + self._level_log_prob(prior, z, context, first)
+        dims = math.prod(video.shape[2:])
+        return self.model_cfg.n_bits - log_p / (dims * math.log(2.0))
+
+    def _level_log_prob(
+        self, prior: LevelPrior, z: Tensor, context: Tensor | None, first: int
+    ) -> Tensor:
+        """``log p(z_t)`` ``(B, T - first)`` at one level: the marginal prior for frames with
+        fewer than ``cond_frames`` frames before them in ``z``, the dynamics for the rest (all
+        windows at once: the history of frame t is ``z[t - n : t]``)."""
+        b, t = z.shape[:2]
+        n = self.model_cfg.cond_frames
+        with_history = max(first, min(t, n))
+        parts = []
+
+        def flat(x: Tensor | None, frames: slice) -> Tensor | None:
+            return None if x is None else rearrange(x[:, frames], "b t c h w -> (b t) c h w")
+
+        if with_history > first:
+            frames = slice(first, with_history)
+            target = flat(z, frames)
+            mean, log_scale = prior(None, flat(context, frames), target.shape[0])
+            parts.append(gaussian_log_prob(target, mean, log_scale).view(b, -1))
+        if t > with_history:
+            frames = slice(with_history, t)
+            windows = z.unfold(1, n, 1)[:, with_history - n : t - n]
+            history = rearrange(windows, "b k c h w n -> (b k) n c h w")
+            target = flat(z, frames)
+            mean, log_scale = prior(history, flat(context, frames), target.shape[0])
+            parts.append(gaussian_log_prob(target, mean, log_scale).view(b, -1))
+        return torch.cat(parts, 1)
+
+    def loss(self, video: Tensor) -> dict[str, Tensor]:
+        """Bits per dimension of the predicted frames of a batch ``(B, T, C, H, W)`` in
+        ``[-1, 1]``. The first call initialises every actnorm from this batch."""
+        video = self._train_clip(video)
+        with data_init():
+            bits = self.frame_bits(video)
+        bpd = bits.mean()
+        return {"loss": bpd, "bpd": bpd.detach()}
+
+    def _train_clip(self, video: Tensor) -> Tensor:
+        length = self.model_cfg.train_frames
+        if length is None or video.shape[1] <= length:
+            return video
+        start = int(torch.randint(0, video.shape[1] - length + 1, (1,)))  # CPU: no device sync
+        return video[:, start : start + length]
+
+    @torch.no_grad()
+    def log_likelihood(self, video: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Exact bits per dimension ``(B,)``: the mean of ``frame_bits`` over the frames after
+        the first ``context_frames`` (the paper's test metric: 10 frames given 3 on BAIR)."""
+        return self.frame_bits(video, generator=generator).mean(1)
+
+    # ------------------------------------------------------------------ sampling
+
+    def supported_known(self, known: Tensor) -> str | None:
+        frames = known.shape[1]
+        count = known.sum(1)
+        prefix = torch.arange(frames, device=known.device)[None] < count[:, None]
+        if not torch.equal(prefix, known.bool()):
+            return "VideoFlow predicts forward: the known frames must be the first k frames"
+        if not bool((count == count[0]).all()):
+            return "VideoFlow needs the same number of known frames in every row of the batch"
+        return None
+
+    @torch.no_grad()
+    def generate(
+        self,
+        video: Tensor,
+        known: Tensor,
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        temperature: float | None = None,
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Sample every frame after the known prefix, one frame at a time, for any clip length.
+
+        ``temperature`` (default ``sample.temperature``) multiplies every prior's standard
+        deviation; 0 gives the deterministic mode path. ``steps``, ``sampler`` and ``guidance``
+        do not apply to a flow and are ignored. Known frames come back exactly; generated
+        frames lie on the ``n_bits`` grid in ``[-1, 1]``.
+
+        A frame with fewer than ``cond_frames`` frames before it comes from the marginal priors
+        (as in the official code). Those are trained only on frames the loss scores without a
+        full history: with ``context_frames >= cond_frames`` (both paper configs) give at
+        least ``cond_frames`` known frames, or train with ``score_context``.
+        """
+        self._check_video(video)
+        reason = self.supported_known(known)
+        if reason is not None:
+            raise ValueError(reason)
+        b, t = video.shape[:2]
+        k = int(known[0].sum())
+        if k == t:
+            return video.clone()
+        temperature = self.cfg.sample.temperature if temperature is None else float(temperature)
+        n = self.model_cfg.cond_frames
+        history = self._encode_history(video[:, max(0, k - n) : k])
+        inverses = self.glow.inverse_weights()
+        next_frame = self._compiled_frame or self._next_frame
+        out = video.clone()
+        for i in range(k, t):
+            noise = None
+            if temperature != 0:
+                noise = [
+                    _noise(torch.randn, (b, *shape), video, generator)
+                    for shape in self.latent_shapes
+                ]
+            full = history[0].shape[1] == n
+            x, latents = next_frame(history if full else None, noise, temperature, inverses, b)
+            out[:, i] = from_flow(x, self.model_cfg.n_bits).to(out.dtype)
+            # contiguous: the same strides every frame (no recompiles of a compiled sampler)
+            history = [
+                torch.cat([h, z[:, None]], 1)[:, -n:].contiguous() for h, z in zip(history, latents)
+            ]
+        return out
+
+    def _encode_history(self, frames: Tensor) -> list[Tensor]:
+        """Latents ``(B, k, c, h, w)`` per level of known frames (at their bins' centres)."""
+        b, k = frames.shape[:2]
+        if k == 0:
+            return [frames.new_zeros(b, 0, *shape) for shape in self.latent_shapes]
+        x = to_flow(frames, self.model_cfg.n_bits)
+        latents, _, _ = self.glow.encode(rearrange(x, "b t c h w -> (b t) c h w"))
+        return [rearrange(z, "(b t) c h w -> b t c h w", b=b).contiguous() for z in latents]
+
+    def _next_frame(
+        self,
+        history: list[Tensor] | None,
+        noise: list[Tensor] | None,
+        temperature: float,
+        inverses: list[list[Tensor]],
+        batch: int,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """One frame in flow space ``(B, C, H, W)`` and its latents per level. ``history``:
+        the last ``cond_frames`` latents per level, or ``None`` (marginal priors). ``noise``:
+        standard normal per level, or ``None`` for the means."""
+        latents: list[Tensor] = [torch.empty(0)] * len(self.priors)
+
+        def sample(level: int, context: Tensor | None) -> Tensor:
+            past = None if history is None else history[level]
+            mean, log_scale = self.priors[level](past, context, batch)
+            z = mean if noise is None else mean + temperature * torch.exp(log_scale) * noise[level]
+            latents[level] = z
+            return z
+
+        top = sample(len(self.priors) - 1, None)
+        return self.glow.decode(top, sample, inverses), latents
+
+    def compile_sampler(self, **compile_kwargs: object) -> None:
+        """Sample through ``torch.compile`` (e.g. ``mode="reduce-overhead"`` for CUDA graphs)."""
+        self._compiled_frame = torch.compile(self._next_frame, **compile_kwargs)  # type: ignore[arg-type]
+
+
+def _noise(
+    draw: Callable[..., Tensor],
+    shape: tuple[int, ...],
+    like: Tensor,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """``torch.rand`` / ``torch.randn`` of ``shape`` on ``like``'s device, float32; the
+    generator may live on another device."""
+    device = like.device if generator is None else generator.device
+    return draw(shape, generator=generator, device=device).to(like.device)

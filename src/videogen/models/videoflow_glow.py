@@ -1,0 +1,470 @@
+"""Glow for one frame: the invertible per-frame flow of VideoFlow (Kumar et al., ICLR 2020).
+
+A frame ``x`` ``(N, C, H, W)`` with values in ``[-0.5, 0.5]`` goes through ``L`` levels. Each
+level squeezes space by 2 (four times the channels), runs ``K`` flow steps and, below the top,
+splits off half of its channels as that level's latent ``z^l``::
+
+    level l:  squeeze -> K x [actnorm -> invertible 1x1 conv -> coupling] -> split (x1 | z^l)
+
+``Glow.encode`` returns the latents, the halves ``x1`` that went on up (the priors condition on
+them: "the higher levels of the same frame") and ``log|det dz/dx|`` per frame. ``Glow.decode``
+runs the flow backwards and asks a callback for each split latent, so that a prior can sample
+``z^l`` given the levels above it. Nothing here knows about time: the flow is the same for every
+frame; the dynamics live in ``videoflow_prior``.
+
+What follows the official TensorFlow code (tensor2tensor ``glow_ops``): actnorm with
+data-dependent initialisation and log-scales stored divided by 3; LU-parametrised 1x1
+convolutions started from a random rotation; convolutions whose zero padding is flagged by an
+extra input channel of ones (the "edge bias"); coupling networks 3x3 conv -> ReLU -> 1x1 conv ->
+ReLU (or gated tanh * sigmoid) -> zero-initialised 3x3 conv; affine scale ``sigmoid(h + 2)``.
+Log-determinants are float32 sums, and the invertible arithmetic runs outside autocast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+LOGSCALE_FACTOR = 3.0  # actnorm and zero-conv log-scales are stored divided by this
+INIT_STD = 0.05  # normal init of convolution weights in the official code
+
+Activation = Literal["relu", "gated"]
+CouplingKind = Literal["affine", "additive"]
+
+
+# --------------------------------------------------------------------------- pixels <-> flow
+
+
+def quantize(video: Tensor, n_bits: int) -> Tensor:
+    """A ``[-1, 1]`` video -> its bins ``0 .. 2**n_bits - 1`` (as floats), from 8-bit pixels."""
+    pixels = ((video.float() + 1.0) * 127.5).round().clamp(0, 255)
+    return torch.floor(pixels / 2 ** (8 - n_bits))
+
+
+def to_flow(video: Tensor, n_bits: int, noise: Tensor | None = None) -> Tensor:
+    """A ``[-1, 1]`` video -> flow input in ``[-0.5, 0.5]``: ``bin / 2**n_bits - 0.5``.
+
+    ``noise`` (same shape, uniform in ``[0, 1)``) dequantises: the value is spread over its bin,
+    which makes the flow's density a bound on the discrete likelihood. Without noise the value
+    sits at the centre of its bin (deterministic conditioning at sampling time).
+    """
+    offset = 0.5 if noise is None else noise
+    return (quantize(video, n_bits) + offset) / 2**n_bits - 0.5
+
+
+def from_flow(x: Tensor, n_bits: int) -> Tensor:
+    """Flow output -> a ``[-1, 1]`` video on the ``n_bits`` grid (the bin each value falls in)."""
+    n_bins = 2**n_bits
+    x = torch.nan_to_num(x.float(), nan=0.0, posinf=0.5, neginf=-0.5)
+    bins = torch.floor((x + 0.5) * n_bins).clamp(0, n_bins - 1)
+    return bins * 2 ** (8 - n_bits) / 127.5 - 1.0
+
+
+def squeeze2d(x: Tensor) -> Tensor:
+    """``(N, C, H, W)`` -> ``(N, 4C, H/2, W/2)``: each 2x2 block becomes channels."""
+    return rearrange(x, "n c (h a) (w b) -> n (c a b) h w", a=2, b=2)
+
+
+def unsqueeze2d(x: Tensor) -> Tensor:
+    return rearrange(x, "n (c a b) h w -> n c (h a) (w b)", a=2, b=2)
+
+
+def wide(x: Tensor) -> Tensor:
+    """``x`` in float32, or wider if it already is (float64 in tests)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+@contextmanager
+def _full_precision(x: Tensor) -> Iterator[None]:
+    """Invertible arithmetic in float32 under bf16 autocast: a rounded inverse is no inverse."""
+    with torch.autocast(x.device.type, enabled=False):
+        yield
+
+
+# --------------------------------------------------------------------------- actnorm
+
+_data_init = False
+
+
+@contextmanager
+def data_init() -> Iterator[None]:
+    """Inside this context every ``ActNorm`` that is not initialised yet initialises itself from
+    the batch it sees (zero mean, unit variance per channel), then stays as it is.
+
+    Under ``torch.distributed`` the statistics are averaged over processes, so every rank ends up
+    with the same parameters (each rank contributes its own batch; batches of equal size).
+    """
+    global _data_init
+    previous, _data_init = _data_init, True
+    try:
+        yield
+    finally:
+        _data_init = previous
+
+
+def _mean_over_processes(x: Tensor) -> Tensor:
+    if dist.is_available() and dist.is_initialized():
+        x = x.clone()
+        dist.all_reduce(x)
+        x = x / dist.get_world_size()
+    return x
+
+
+class ActNorm(nn.Module):
+    """Per-channel affine map ``y = (x + b) * exp(3 s)``, for 4-D ``(N, C, H, W)`` input, or 5-D
+    ``(N, C, T, H, W)`` with ``dims=3`` (one ``b, s`` per channel and time step when
+    ``time_steps`` is given, as the official ``actnorm_3d``).
+
+    Data-dependent initialisation happens on the first batch seen inside ``data_init()``. The
+    ``initialized`` buffer is part of the state dict, so a resumed or exported model never
+    initialises again; its host-side mirror is read once (no per-step device sync).
+    """
+
+    def __init__(self, channels: int, *, dims: int = 2, time_steps: int | None = None) -> None:
+        super().__init__()
+        if dims == 2:
+            shape: tuple[int, ...] = (1, channels, 1, 1)
+        else:
+            shape = (1, channels, time_steps or 1, 1, 1)
+        self.bias = nn.Parameter(torch.zeros(shape))
+        self.logs = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("initialized", torch.tensor(False))
+        self._ready: bool | None = None
+
+    @property
+    def ready(self) -> bool:
+        if self._ready is None:
+            self._ready = bool(self.initialized)
+        return self._ready
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._ready = None
+
+    @torch.no_grad()
+    def _initialize(self, x: Tensor) -> None:
+        keep = {i for i, n in enumerate(self.bias.shape) if n > 1} | {1}
+        dims = [d for d in range(x.dim()) if d not in keep]
+        x = x.float()
+        mean = _mean_over_processes(x.mean(dims, keepdim=True))
+        var = _mean_over_processes((x - mean).square().mean(dims, keepdim=True))
+        self.bias.copy_(-mean)
+        self.logs.copy_(-torch.log(var.sqrt() + 1e-6) / LOGSCALE_FACTOR)
+        self.initialized.fill_(True)
+        self._ready = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if _data_init and not self.ready:
+            self._initialize(x)
+        return (x + self.bias) * torch.exp(self.logs * LOGSCALE_FACTOR)
+
+    def reverse(self, y: Tensor) -> Tensor:
+        return y * torch.exp(-self.logs * LOGSCALE_FACTOR) - self.bias
+
+    def logdet(self, x: Tensor) -> Tensor:
+        """``log|det|`` per example of a 4-D input: ``H * W * sum(3 s)`` (a float32 scalar)."""
+        return wide(self.logs).sum() * LOGSCALE_FACTOR * (x.shape[-2] * x.shape[-1])
+
+
+# --------------------------------------------------------------------------- 1x1 convolution
+
+
+class InvConv1x1(nn.Module):
+    """Invertible 1x1 convolution ``W = P L (U + diag(sign(s) exp(log|s|)))`` (Glow's LU form).
+
+    ``P`` and ``sign(s)`` are fixed buffers; the unit lower ``L``, strict upper ``U`` and
+    ``log|s|`` are learned, started from the LU decomposition of a random rotation.
+    ``log|det W| = sum(log|s|)`` per pixel. Applied as a matmul (not cuDNN) in float32.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        rotation = torch.linalg.qr(torch.randn(channels, channels, dtype=torch.float64))[0]
+        perm, lower, upper = torch.linalg.lu(rotation)
+        s = torch.diagonal(upper)
+        self.register_buffer("perm", perm.float())
+        self.register_buffer("sign_s", torch.sign(s).float())
+        self.lower = nn.Parameter(torch.tril(lower, -1).float())
+        self.upper = nn.Parameter(torch.triu(upper, 1).float())
+        self.log_s = nn.Parameter(torch.log(s.abs()).float())
+
+    def weight(self) -> Tensor:
+        eye = torch.eye(self.log_s.shape[0], device=self.log_s.device, dtype=self.log_s.dtype)
+        lower = torch.tril(self.lower, -1) + eye
+        upper = torch.triu(self.upper, 1) + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return self.perm @ lower @ upper
+
+    def inverse_weight(self) -> Tensor:
+        with _full_precision(self.log_s):
+            weight = self.weight()
+            return torch.linalg.inv(weight.double()).to(weight.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        with _full_precision(x):
+            weight = self.weight()
+            return torch.einsum("oc,nchw->nohw", weight, x.to(weight.dtype))
+
+    def reverse(self, y: Tensor, w_inv: Tensor | None = None) -> Tensor:
+        with _full_precision(y):
+            w_inv = self.inverse_weight() if w_inv is None else w_inv
+            return torch.einsum("oc,nchw->nohw", w_inv, y.to(w_inv.dtype))
+
+    def logdet(self, x: Tensor) -> Tensor:
+        return wide(self.log_s).sum() * (x.shape[-2] * x.shape[-1])
+
+
+# --------------------------------------------------------------------------- convolution nets
+
+
+class ConvLayer(nn.Module):
+    """A 2-D, or causal 3-D, convolution with the official code's padding and normalisation.
+
+    Zero padding is flagged by an extra input channel that is one on the padded border (the
+    "edge bias"): the network can tell the border from dark pixels. That channel is constant, so
+    its contribution is computed once per call on a ``(1, 1, ...)`` mask and broadcast. In 3-D,
+    ``(N, C, T, H, W)``, time is padded on the left only: the output at step t sees steps <= t.
+
+    The output goes through a data-initialised ``ActNorm``; or, with ``zero=True``, the weights
+    start at zero and a bias and a log-scale (x3) follow, so the layer starts as the zero map.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, ...],
+        *,
+        dilation: int = 1,
+        zero: bool = False,
+        time_steps: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.dims = len(kernel)
+        self.dilation = dilation
+        self.pad = (kernel[-1] - 1) // 2 * dilation
+        self.time_pad = kernel[0] - 1 if self.dims == 3 else 0
+        self.edge = self.pad > 0 or self.time_pad > 0
+        shape = (out_channels, in_channels + int(self.edge), *kernel)
+        weight = torch.zeros(shape) if zero else torch.randn(shape) * INIT_STD
+        self.weight = nn.Parameter(weight)
+        norm_shape = (1, out_channels) + (1,) * self.dims
+        if zero:
+            self.norm = None
+            self.bias = nn.Parameter(torch.zeros(norm_shape))
+            self.logs = nn.Parameter(torch.zeros(norm_shape))
+        else:
+            self.norm = ActNorm(out_channels, dims=self.dims, time_steps=time_steps)
+
+    def _conv(self, x: Tensor, weight: Tensor, padding: int) -> Tensor:
+        if self.dims == 2:
+            return F.conv2d(x, weight, padding=padding, dilation=self.dilation)
+        d = self.dilation
+        return F.conv3d(x, weight, padding=(0, padding, padding), dilation=(1, d, d))
+
+    def _edge_mask(self, x: Tensor) -> Tensor:
+        mask = x.new_zeros((1, 1, *x.shape[2:]))
+        if self.time_pad:
+            mask[:, :, : self.time_pad] = 1.0
+        p = self.pad
+        return F.pad(mask, (p, p, p, p), value=1.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.time_pad:
+            x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0))
+        in_channels = x.shape[1]
+        y = self._conv(x, self.weight[:, :in_channels], self.pad)
+        if self.edge:
+            y = y + self._conv(self._edge_mask(x), self.weight[:, in_channels:], 0)
+        if self.norm is not None:
+            return self.norm(y)
+        return (y + self.bias) * torch.exp(self.logs * LOGSCALE_FACTOR)
+
+
+class ConvStack(nn.Module):
+    """conv 3x3 -> ReLU -> conv 1x1 -> ReLU or tanh * sigmoid -> zero-initialised conv 3x3.
+
+    The coupling network of Glow (``dims=2``) and the residual branch of the causal 3-D prior
+    (``dims=3``: kernels ``[time_kernel, 3, 3]``, spatial dilation, per-step actnorm).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        out_channels: int,
+        *,
+        activation: Activation = "relu",
+        dims: int = 2,
+        time_kernel: int = 2,
+        dilation: int = 1,
+        time_steps: int | None = None,
+    ) -> None:
+        super().__init__()
+        kernel = (3, 3) if dims == 2 else (time_kernel, 3, 3)
+        pointwise = (1,) * dims
+        self.gated = activation == "gated"
+        hidden = 2 * width if self.gated else width  # one conv for both halves of the gate
+        kw = {"time_steps": time_steps}
+        self.first = ConvLayer(in_channels, width, kernel, dilation=dilation, **kw)
+        self.hidden = ConvLayer(width, hidden, pointwise, **kw)
+        self.out = ConvLayer(width, out_channels, kernel, dilation=dilation, zero=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.hidden(F.relu(self.first(x)))
+        if self.gated:
+            a, b = h.chunk(2, dim=1)
+            h = torch.tanh(a) * torch.sigmoid(b)
+        else:
+            h = F.relu(h)
+        return self.out(h)
+
+
+# --------------------------------------------------------------------------- flow
+
+
+class Coupling(nn.Module):
+    """``x = (x1, x2)``; x1 passes, ``y2 = (x2 + shift(x1)) * sigmoid(h(x1) + 2)`` (affine) or
+    ``y2 = x2 + shift(x1)`` (additive, volume preserving). The sigmoid keeps the scale in
+    ``(0, 1)``: bounded, and its log is computed stably as ``logsigmoid``."""
+
+    def __init__(self, channels: int, width: int, kind: CouplingKind, activation: Activation):
+        super().__init__()
+        self.affine = kind == "affine"
+        half = channels // 2
+        self.net = ConvStack(half, width, channels if self.affine else half, activation=activation)
+
+    def _shift_and_log_scale(self, x1: Tensor) -> tuple[Tensor, Tensor | None]:
+        h = wide(self.net(x1))
+        if not self.affine:
+            return h, None
+        shift, raw = h.chunk(2, dim=1)
+        return shift, F.logsigmoid(raw + 2.0)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x1, x2 = x.chunk(2, dim=1)
+        shift, log_scale = self._shift_and_log_scale(x1)
+        if log_scale is None:
+            return torch.cat([x1, x2 + shift], 1), wide(x.new_zeros(x.shape[0]))
+        y2 = (x2 + shift) * torch.exp(log_scale)
+        return torch.cat([x1, y2], 1), log_scale.flatten(1).sum(1)
+
+    def reverse(self, y: Tensor) -> Tensor:
+        y1, y2 = y.chunk(2, dim=1)
+        shift, log_scale = self._shift_and_log_scale(y1)
+        if log_scale is None:
+            return torch.cat([y1, y2 - shift], 1)
+        return torch.cat([y1, y2 * torch.exp(-log_scale) - shift], 1)
+
+
+class FlowStep(nn.Module):
+    """actnorm -> invertible 1x1 conv -> coupling; returns the output and ``log|det|`` (N,)."""
+
+    def __init__(
+        self, channels: int, width: int, coupling: CouplingKind, activation: Activation
+    ) -> None:
+        super().__init__()
+        self.actnorm = ActNorm(channels)
+        self.invconv = InvConv1x1(channels)
+        self.coupling = Coupling(channels, width, coupling, activation)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.actnorm(x)  # initialises itself first when asked to, so logdet comes after
+        logdet = self.actnorm.logdet(x) + self.invconv.logdet(x)
+        x, coupling_logdet = self.coupling(self.invconv(x))
+        return x, logdet + coupling_logdet
+
+    def reverse(self, y: Tensor, w_inv: Tensor | None = None) -> Tensor:
+        return self.actnorm.reverse(self.invconv.reverse(self.coupling.reverse(y), w_inv))
+
+
+SplitSampler = Callable[[int, Tensor], Tensor]
+
+
+class Glow(nn.Module):
+    """Multi-scale Glow over single frames ``(N, C, H, W)``; ``H, W`` divisible by ``2**levels``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        levels: int = 3,
+        steps: int = 24,
+        width: int = 512,
+        coupling: CouplingKind = "affine",
+        activation: Activation = "relu",
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.levels = nn.ModuleList()
+        channels = in_channels
+        for level in range(levels):
+            channels *= 4
+            self.levels.append(
+                nn.ModuleList(FlowStep(channels, width, coupling, activation) for _ in range(steps))
+            )
+            if level < levels - 1:
+                channels //= 2
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    def latent_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """``(c, h, w)`` of each level's latent, bottom level first, the top latent last."""
+        shapes = []
+        c, h, w = self.in_channels, height, width
+        for level in range(self.num_levels):
+            c, h, w = c * 4, h // 2, w // 2
+            if level < self.num_levels - 1:
+                c //= 2
+            shapes.append((c, h, w))
+        return shapes
+
+    def encode(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """``x`` ``(N, C, H, W)`` -> ``(latents, contexts, logdet)``.
+
+        ``latents[l]`` is ``z^l`` (the top latent last), ``contexts[l]`` the half ``x1`` that went
+        on up from level ``l`` (one fewer than latents), ``logdet`` ``(N,)`` float32.
+        """
+        logdet = wide(x.new_zeros(x.shape[0]))
+        latents, contexts = [], []
+        for level, steps in enumerate(self.levels):
+            x = squeeze2d(x)
+            for step in steps:
+                x, step_logdet = step(x)
+                logdet = logdet + step_logdet
+            if level < self.num_levels - 1:
+                x, z = x.chunk(2, dim=1)
+                latents.append(z)
+                contexts.append(x)
+        latents.append(x)
+        return latents, contexts, logdet
+
+    def decode(
+        self,
+        top: Tensor,
+        sample_split: SplitSampler,
+        inverse_weights: list[list[Tensor]] | None = None,
+    ) -> Tensor:
+        """Top latent -> frame. ``sample_split(level, x1)`` returns ``z^level`` given the half
+        ``x1`` coming down from above. ``inverse_weights`` (from ``inverse_weights()``) saves
+        inverting every 1x1 convolution again for each frame."""
+        x = top
+        for level in reversed(range(self.num_levels)):
+            if level < self.num_levels - 1:
+                x = torch.cat([x, sample_split(level, x)], 1)
+            steps = self.levels[level]
+            for i in reversed(range(len(steps))):
+                w_inv = None if inverse_weights is None else inverse_weights[level][i]
+                x = steps[i].reverse(x, w_inv)
+            x = unsqueeze2d(x)
+        return x
+
+    def inverse_weights(self) -> list[list[Tensor]]:
+        return [[step.invconv.inverse_weight() for step in steps] for steps in self.levels]

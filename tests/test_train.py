@@ -1,0 +1,123 @@
+"""The trainer on a real method (a tiny VideoFlow) and real data (moving digits)."""
+
+import json
+
+import pytest
+import torch
+
+from videogen.checkpoint import latest_checkpoint, load_pretrained, read_config
+from videogen.config import from_dict
+from videogen.config import Config
+from videogen.methods.videoflow import VideoFlow
+from videogen.train import TrainingError, train
+
+TINY = {
+    "levels": 2,
+    "steps_per_level": 1,
+    "coupling_width": 8,
+    "prior_depth": 1,
+    "prior_width": 8,
+    "cond_frames": 1,
+    "context_frames": 1,
+}
+
+
+def tiny_cfg(tmp_path, steps=6, **train_kw):
+    train_cfg = {
+        "steps": steps,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "log_every": 1,
+        "ckpt_every": 3,
+        "sample_every": 0,
+        "ema_decay": 0.9,
+        "seed": 3,
+        "out": str(tmp_path / "run"),
+    }
+    train_cfg.update(train_kw)
+    return from_dict(
+        Config,
+        {
+            "method": "videoflow",
+            "model": TINY,
+            "data": {"name": "moving-digits", "frames": 3, "size": 16, "channels": 1},
+            "train": train_cfg,
+        },
+    )
+
+
+def losses(run):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows}
+
+
+def test_resume_gives_the_same_next_losses_as_an_uninterrupted_run(tmp_path):
+    full = train(tiny_cfg(tmp_path / "a"), progress=False)
+    train(tiny_cfg(tmp_path / "b", steps=3), progress=False)
+    resumed = train(tiny_cfg(tmp_path / "b", steps=6), progress=False)
+    a, b = losses(full), losses(resumed)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):
+        assert b[step] == pytest.approx(a[step], rel=1e-5), step
+    assert latest_checkpoint(resumed).name == "step-0000006"
+
+
+def test_run_folder_holds_config_logs_checkpoint_and_an_export_that_loads(tmp_path):
+    run = train(tiny_cfg(tmp_path, steps=4), progress=False)
+    assert (run / "config.yaml").is_file()
+    assert any((run / "tb").rglob("events.out.tfevents.*"))
+    assert read_config(run).train.steps == 4
+    method = load_pretrained(run / "export")
+    assert isinstance(method, VideoFlow) and not method.training
+    # the export holds the EMA weights, not the raw ones
+    raw = load_pretrained(run)  # a run folder loads its export too
+    assert all(torch.equal(p, q) for p, q in zip(method.parameters(), raw.parameters()))
+    ckpt = latest_checkpoint(run)
+    from safetensors.torch import load_file
+
+    ema = load_file(str(ckpt / "ema.safetensors"))
+    name, value = next(iter(ema.items()))
+    assert torch.equal(dict(method.named_parameters())[name], value)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = VideoFlow.loss
+
+    def poisoned(self, video, **kw):
+        calls["n"] += 1
+        out = real_loss(self, video, **kw)
+        if calls["n"] > 4:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(VideoFlow, "loss", poisoned)
+    with pytest.raises(TrainingError, match="non-finite loss before step 5"):
+        train(tiny_cfg(tmp_path, steps=8), progress=False)
+    ckpt = latest_checkpoint(tmp_path / "run")
+    assert ckpt is not None and ckpt.name == "step-0000003"
+    assert not (tmp_path / "run" / "export").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = VideoFlow.loss
+
+    def interrupted(self, video, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_loss(self, video, **kw)
+
+    monkeypatch.setattr(VideoFlow, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(tmp_path, steps=8, ckpt_every=100), progress=False)
+    assert latest_checkpoint(tmp_path / "run").name == "step-0000002"
+
+
+def test_a_half_written_checkpoint_is_never_the_latest(tmp_path):
+    run = train(tiny_cfg(tmp_path, steps=3), progress=False)
+    # a kill during the next write leaves only a hidden temporary folder behind
+    (run / "ckpt" / ".tmp-step-0000006").mkdir()
+    (run / "ckpt" / ".tmp-step-0000006" / "model.safetensors").write_bytes(b"partial")
+    assert latest_checkpoint(run).name == "step-0000003"

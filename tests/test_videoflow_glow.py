@@ -1,0 +1,172 @@
+"""The per-frame Glow of VideoFlow: invertibility, exact log-determinant, actnorm init, pixels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from videogen.models.videoflow_glow import (
+    ActNorm,
+    ConvLayer,
+    Glow,
+    data_init,
+    from_flow,
+    quantize,
+    squeeze2d,
+    to_flow,
+    unsqueeze2d,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convolutions: a second thread costs more than it saves (and the CPU may be shared)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _trained_looking(glow: Glow, x: torch.Tensor, seed: int = 0) -> Glow:
+    """Initialise actnorms from ``x``, then perturb every parameter so that no layer is the
+    identity (zero-initialised couplings would otherwise make the test trivial)."""
+    with data_init():
+        glow.encode(x)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in glow.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    return glow
+
+
+def test_squeeze_round_trip_and_layout() -> None:
+    x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).view(2, 3, 4, 6)
+    s = squeeze2d(x)
+    assert s.shape == (2, 12, 2, 3)
+    assert torch.equal(s[0, :4, 0, 0], torch.tensor([0.0, 1.0, 6.0, 7.0]))  # one 2x2 block
+    assert torch.equal(unsqueeze2d(s), x)
+
+
+@pytest.mark.parametrize("coupling", ["affine", "additive"])
+def test_glow_encode_decode_round_trip(coupling: str) -> None:
+    torch.manual_seed(0)
+    glow = Glow(3, levels=2, steps=2, width=16, coupling=coupling, activation="gated")
+    x = torch.rand(8, 3, 16, 16) - 0.5
+    glow = _trained_looking(glow, x)
+    latents, contexts, logdet = glow.encode(x)
+    assert [tuple(z.shape[1:]) for z in latents] == glow.latent_shapes(16, 16)
+    assert len(contexts) == 1 and contexts[0].shape == latents[0].shape
+    assert logdet.shape == (8,) and logdet.dtype == torch.float32
+    back = glow.decode(latents[-1], lambda level, x1: latents[level])
+    assert (back - x).abs().max() < 1e-4
+    cached = glow.decode(latents[-1], lambda level, x1: latents[level], glow.inverse_weights())
+    assert (cached - x).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("coupling", ["affine", "additive"])
+def test_glow_logdet_matches_brute_force_jacobian(coupling: str) -> None:
+    torch.manual_seed(1)
+    glow = Glow(1, levels=2, steps=2, width=8, coupling=coupling)
+    glow = _trained_looking(glow, torch.rand(64, 1, 4, 4) - 0.5).double()
+    x = torch.rand(1, 1, 4, 4, dtype=torch.float64) - 0.5
+
+    def flat_latents(v: torch.Tensor) -> torch.Tensor:
+        latents, _, _ = glow.encode(v.view(1, 1, 4, 4))
+        return torch.cat([z.flatten() for z in latents])
+
+    jacobian = torch.autograd.functional.jacobian(flat_latents, x.flatten())
+    assert jacobian.shape == (16, 16)
+    sign, expected = torch.linalg.slogdet(jacobian)
+    _, _, logdet = glow.encode(x)
+    assert sign != 0
+    assert abs(expected.item()) > 1.0  # a non-trivial volume change is being checked
+    assert logdet.item() == pytest.approx(expected.item(), abs=1e-8)
+
+
+def test_actnorm_data_init_once_and_only_inside_context() -> None:
+    torch.manual_seed(0)
+    norm = ActNorm(4)
+    x = torch.randn(16, 4, 5, 5) * 3 + 2
+    norm(x)
+    assert not bool(norm.initialized)  # outside data_init nothing happens
+    with data_init():
+        y = norm(x)
+    assert bool(norm.initialized)
+    assert y.mean((0, 2, 3)).abs().max() < 1e-5
+    assert (y.std((0, 2, 3), unbiased=False) - 1).abs().max() < 1e-3
+    params = [p.clone() for p in norm.parameters()]
+    with data_init():
+        norm(torch.randn(16, 4, 5, 5))
+    assert all(torch.equal(a, b) for a, b in zip(params, norm.parameters()))
+    assert torch.allclose(norm.reverse(norm(x)), x, atol=1e-5)
+
+
+def test_actnorm_flag_survives_state_dict_round_trip() -> None:
+    torch.manual_seed(0)
+    done, fresh = ActNorm(3), ActNorm(3)
+    with data_init():
+        done(torch.randn(8, 3, 4, 4))
+        assert fresh.ready is False
+        fresh.load_state_dict(done.state_dict())
+        fresh(torch.randn(8, 3, 4, 4) * 5)  # loaded as initialised: must not re-initialise
+    assert torch.equal(fresh.logs, done.logs) and torch.equal(fresh.bias, done.bias)
+
+
+def test_actnorm_per_time_step_in_3d() -> None:
+    torch.manual_seed(0)
+    norm = ActNorm(2, dims=3, time_steps=3)
+    x = torch.randn(6, 2, 3, 4, 4) * torch.tensor([1.0, 5.0, 9.0]).view(1, 1, 3, 1, 1)
+    with data_init():
+        y = norm(x)
+    assert norm.logs.shape == (1, 2, 3, 1, 1)
+    assert (y.std((0, 3, 4), unbiased=False) - 1).abs().max() < 1e-3
+
+
+def test_causal_conv3d_does_not_see_the_future() -> None:
+    torch.manual_seed(0)
+    conv = ConvLayer(2, 3, (2, 3, 3), dilation=2, time_steps=4)
+    x = torch.randn(1, 2, 4, 6, 6)
+    y = conv(x)
+    x2 = x.clone()
+    x2[:, :, 3] += 1.0
+    y2 = conv(x2)
+    assert y.shape == (1, 3, 4, 6, 6)
+    assert torch.equal(y[:, :, :3], y2[:, :, :3])
+    assert not torch.equal(y[:, :, 3], y2[:, :, 3])
+
+
+def test_zero_conv_starts_at_zero_and_edge_channel_exists() -> None:
+    conv = ConvLayer(4, 6, (3, 3), zero=True)
+    assert conv.weight.shape == (6, 5, 3, 3)  # one extra input channel flags the padding
+    assert torch.equal(conv(torch.randn(2, 4, 5, 5)), torch.zeros(2, 6, 5, 5))
+
+
+@pytest.mark.parametrize("n_bits", [8, 5])
+def test_pixels_round_trip_on_the_bit_grid(n_bits: int) -> None:
+    pixels = torch.arange(256, dtype=torch.float32)
+    video = pixels / 127.5 - 1
+    x = to_flow(video, n_bits)
+    assert x.min() >= -0.5 and x.max() <= 0.5
+    back = from_flow(x, n_bits)
+    step = 2 ** (8 - n_bits)
+    assert torch.allclose((back + 1) * 127.5, torch.floor(pixels / step) * step, atol=1e-4)
+    noisy = to_flow(video, n_bits, torch.rand(256) * 0.999)
+    assert torch.equal(from_flow(noisy, n_bits), back)  # dequantisation stays inside the bin
+    assert quantize(video, n_bits).max() == 2**n_bits - 1
+
+
+def test_actnorm_init_under_torch_distributed(tmp_path) -> None:
+    """The statistics go through all_reduce when a process group exists (one rank here)."""
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        norm = ActNorm(3)
+        x = torch.randn(8, 3, 4, 4) * 2 + 1
+        with data_init():
+            y = norm(x)
+    finally:
+        dist.destroy_process_group()
+    assert y.mean((0, 2, 3)).abs().max() < 1e-5
