@@ -11,10 +11,10 @@ batch 1 and 8, peak sampling memory. One table.
     python benchmarks/videofusion.py --device cuda [--compile] [--batch 8]
     python benchmarks/videofusion.py --device cpu --tiny          # a check, seconds
 
-Demo (``--demo STEPS``): trains a small VideoFusion on the built-in moving-digits data, prints
-the loss every ``STEPS // 20`` steps, samples clips and a long video with the paper's fixed base
-noise, and reports how much consecutive frames change and correlate in samples and data; the
-sample grids go to ``--out`` as PNG.
+Demo (``--demo STEPS``): trains a small VideoFusion on the built-in moving-digits data through
+the shared trainer (``videogen.train``: bf16, EMA, logs, export), prints its loss log, samples
+clips and a long video with the paper's fixed base noise from the export, and reports how much
+consecutive frames change and correlate in samples and data. GIF and PNG grids go to ``--out``.
 
     python benchmarks/videofusion.py --device cuda --demo 4000 --out runs/videofusion-demo
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -295,27 +294,22 @@ def frame_stats(video: Tensor) -> tuple[float, float]:
     return change, corr.mean().item()
 
 
-def save_grid(video: Tensor, path: Path) -> None:
-    """Rows = clips, columns = frames, as one PNG."""
-    from PIL import Image
-    from videogen.data import to_uint8
-
-    frames = to_uint8(video.cpu())  # (B, T, H, W, C)
-    b, t, h, w, c = frames.shape
-    grid = frames.permute(0, 2, 1, 3, 4).reshape(b * h, t * w, c).numpy()
-    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
-
-
 def demo(args: argparse.Namespace, device: torch.device) -> None:
-    try:
-        from videogen.data import build_dataset, to_model
-    except ImportError as err:
-        raise SystemExit(f"--demo needs videogen.data (the data layer): {err}") from err
+    """Train through the shared trainer, then sample from the export (EMA weights)."""
+    import json
+
+    from videogen.checkpoint import load_pretrained
+    from videogen.data import build_dataset, to_model
+    from videogen.io import write_grid
+    from videogen.train import train
+
     frames, size = (8, 16) if args.tiny else (16, 32)
+    out = Path(args.out)
     cfg = from_dict(
         Config,
         {
             "method": "videofusion",
+            "paper": "demo: a short run on moving digits",
             "model": TINY_MODEL if args.tiny else DEMO_MODEL,
             "data": {
                 "name": "moving-digits",
@@ -323,64 +317,53 @@ def demo(args: argparse.Namespace, device: torch.device) -> None:
                 "size": size,
                 "channels": 1,
                 "options": {"num_digits": 1, "digit_size": size // 2},
+                "num_workers": 2,
             },
+            "train": {
+                "steps": args.demo,
+                "batch_size": args.batch,
+                "lr": args.lr,
+                "optimizer": "adamw",
+                "ema_decay": args.ema,
+                "log_every": max(1, args.demo // 20),
+                "sample_every": args.demo,
+                "ckpt_every": args.demo,
+                "mixed_precision": "bf16" if args.amp else "no",
+                "out": str(out / "run"),
+            },
+            "sample": {"sampler": "ddim", "steps": 50},
         },
     )
-    torch.manual_seed(0)
-    method = build_method(cfg).to(device)
-    ema = copy.deepcopy(method).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(method.parameters(), lr=args.lr)
-    loader = torch.utils.data.DataLoader(
-        build_dataset(cfg.data, "train", seed=0), batch_size=args.batch, num_workers=2
-    )
-    every = max(1, args.demo // 20)
-    running, history = torch.zeros((), device=device), []
     start = time.perf_counter()
-    for step, clips in enumerate(loader, 1):
-        video = to_model(clips.to(device, non_blocking=True))
-        with autocast(device, args.amp):
-            loss = method.loss(video)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(method.parameters(), 1.0)
-        opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))  # warm-up: a short run's EMA moves
-        with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), list(method.parameters()), 1 - decay)
-        running += loss.detach()
-        if step % every == 0:
-            history.append((step, (running / every).item()))
-            running.zero_()
-            print(f"step {step:6d}  loss {history[-1][1]:.4f}", flush=True)
-        if step == args.demo:
-            break
+    run = train(cfg, resume=False, progress=False)
     train_s = time.perf_counter() - start
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        print(f"step {r['step']:6d}  loss {r['loss']:.4f}")
 
+    method = load_pretrained(run / "export", device)
     g = torch.Generator(device).manual_seed(1)
     n = 8
     blank = torch.zeros(n, frames, 1, size, size, device=device)
-    nothing = torch.zeros(n, frames, dtype=torch.bool, device=device)
     with autocast(device, args.amp):
-        samples = ema.generate(blank, nothing, sampler="ddim", steps=50, generator=g)
-        long = ema.generate_long(4 * frames, batch=2, sampler="ddim", steps=50, generator=g)
-    data = to_model(next(iter(loader))[:n]).to(device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_grid(samples, out / "samples.png")
-    save_grid(long, out / "long.png")
-    save_grid(data, out / "data.png")
-    (out / "loss.tsv").write_text("".join(f"{s}\t{v:.6f}\n" for s, v in history))
-    dc, dr = frame_stats(data)
-    sc, sr = frame_stats(samples)
-    lc, lr = frame_stats(long)
+        samples = method.generate(blank, method.default_known(n), generator=g)
+        long = method.generate_long(4 * frames, batch=2, generator=g)
+    test = build_dataset(cfg.data, "test", seed=0, length=n)
+    data = to_model(torch.stack([test[i] for i in range(n)])).to(device)
+    for name, video in (("samples", samples), ("long", long), ("data", data)):
+        write_grid(out / f"{name}.gif", [video.float()])
+        write_grid(out / f"{name}.png", [video.float()])
+    stats = {name: frame_stats(v) for name, v in (("data", data), ("samples", samples))}
+    stats[f"long video ({4 * frames} frames, fixed base noise)"] = frame_stats(long)
     print(
-        f"\n{args.demo} steps of batch {args.batch} in {train_s:.0f}s; loss {history[0][1]:.4f} "
-        f"(first {every} steps) -> {history[-1][1]:.4f} (last {every})\n"
-        f"| clips | mean abs change between consecutive frames | consecutive-frame correlation |"
-        f"\n|---|---|---|\n| data | {dc:.4f} | {dr:.3f} |\n| samples | {sc:.4f} | {sr:.3f} |\n"
-        f"| long video ({4 * frames} frames, fixed base noise) | {lc:.4f} | {lr:.3f} |\n"
-        f"grids: {out}/samples.png, {out}/long.png, {out}/data.png; loss: {out}/loss.tsv"
+        f"\n{args.demo} steps of batch {args.batch} in {train_s:.0f}s (trainer, "
+        f"{'bf16' if args.amp else 'fp32'}); loss {rows[0]['loss']:.4f} -> {rows[-1]['loss']:.4f}"
+        "\n| clips | mean abs change between consecutive frames | consecutive-frame correlation |"
+        "\n|---|---|---|"
     )
+    for name, (change, corr) in stats.items():
+        print(f"| {name} | {change:.4f} | {corr:.3f} |")
+    print(f"grids: {out}/{{samples,long,data}}.{{gif,png}}; run: {run}")
 
 
 def main() -> None:

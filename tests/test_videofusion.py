@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,6 +12,7 @@ import torch
 from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
 
+from videogen.checkpoint import load_pretrained
 from videogen.config import Config, ConfigError, from_dict, load_config
 from videogen.diffusion import VideoDiffusion
 from videogen.diffusion.decomposed import (
@@ -22,7 +25,9 @@ from videogen.diffusion.decomposed import (
 )
 from videogen.methods import build_method
 from videogen.methods.videofusion import VideoFusion
+from videogen.rollout import rollout
 from videogen.tasks import infill, predict
+from videogen.train import train
 
 FRAMES, SIZE, CH = 6, 16, 3
 KEY = key_frame(FRAMES)
@@ -450,10 +455,71 @@ def test_long_video_overlap_continues_previous_window():
         assert torch.equal(now[:, :2], prev[:, -2:])
 
 
+def test_shared_rollout_extends_a_video():
+    method = tiny_method(cond_frames=True)
+    video = torch.zeros(1, 2 * FRAMES + 1, CH, SIZE, SIZE)
+    video[:, :2] = moving_square(1)[:, :2]
+    known = predict(2 * FRAMES + 1, 2, 1)
+    out = rollout(method, video, known, generator=torch.Generator().manual_seed(0))
+    assert out.shape == video.shape and torch.equal(out[:, :2], video[:, :2])
+    assert torch.isfinite(out).all()
+
+
 def test_engine_noise_fn_is_decomposed():
     method = tiny_method(lam=0.5)
     assert isinstance(method.diffusion.noise_fn, DecomposedNoise)
     assert isinstance(method.diffusion, VideoDiffusion) and not method.diffusion.known_in_input
+
+
+def test_trainer_runs_class_conditional_with_pretrained_base_and_exports(tmp_path):
+    """Through the shared trainer: (clip, label) batches reach ``loss(labels=)``, the preview
+    samples whole clips, and the export reloads without the pretrained folder."""
+    torch.manual_seed(0)
+    UNet2DModel(sample_size=SIZE, in_channels=1, out_channels=1, **TINY_BASE).save_pretrained(
+        tmp_path / "unet"
+    )
+    cfg = from_dict(
+        Config,
+        {
+            "method": "videofusion",
+            "model": {
+                **TINY_RESIDUAL,
+                "base_pretrained": str(tmp_path / "unet"),
+                "num_classes": 2,
+            },
+            "data": {
+                "name": "moving-digits",
+                "frames": FRAMES,
+                "size": SIZE,
+                "channels": 1,
+                "options": {"digit_size": 8},
+            },
+            "train": {
+                "steps": 2,
+                "batch_size": 2,
+                "log_every": 1,
+                "ckpt_every": 2,
+                "sample_every": 2,
+                "out": str(tmp_path / "run"),
+            },
+            "sample": {"sampler": "ddim", "steps": 2},
+        },
+    )
+    g = torch.Generator().manual_seed(0)
+    clips = torch.randint(0, 256, (4, FRAMES, SIZE, SIZE, 1), generator=g, dtype=torch.uint8)
+    run = train(cfg, dataset=[(clip, i % 2) for i, clip in enumerate(clips)], progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] > 0 for r in rows)
+    shutil.rmtree(tmp_path / "unet")
+    method = load_pretrained(run / "export")
+    assert isinstance(method, VideoFusion) and method.net.base.class_embedding is not None
+    out = method.generate(
+        torch.zeros(2, FRAMES, 1, SIZE, SIZE),
+        torch.zeros(2, FRAMES, dtype=torch.bool),
+        labels=torch.tensor([0, 1]),
+        guidance=2.0,
+    )
+    assert out.shape == (2, FRAMES, 1, SIZE, SIZE)
 
 
 # --------------------------------------------------------------------------- configs

@@ -285,6 +285,12 @@ class VideoFusion(VideoMethod):
             )
         return None
 
+    def default_known(self, batch: int = 1) -> Tensor:
+        """The main task: prediction with ``cond_frames``, otherwise whole clips."""
+        if self.model_cfg.cond_frames:
+            return super().default_known(batch)
+        return torch.zeros(batch, self.window, dtype=torch.bool, device=self.device)
+
     def _sample_labels(self, labels: Tensor | None, batch: int, device: torch.device):
         n = self.model_cfg.num_classes
         if labels is None:
