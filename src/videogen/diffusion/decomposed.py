@@ -148,9 +148,15 @@ class DecomposedNoise:
     schedule: tuple[float, ...] | None = None
     base_seed: int | None = None
     _base_generator: torch.Generator | None = field(default=None, init=False, repr=False)
+    # λ per (clip length, device): one host-to-device copy, not one per draw
+    _lambdas: dict = field(default_factory=dict, init=False, repr=False)
 
-    def lambdas(self, frames: int) -> Tensor:
-        return frame_lambdas(frames, self.lam, self.key_lambda, self.schedule)
+    def lambdas(self, frames: int, device: torch.device | str = "cpu") -> Tensor:
+        key = (frames, str(torch.device(device)))
+        if key not in self._lambdas:
+            values = frame_lambdas(frames, self.lam, self.key_lambda, self.schedule)
+            self._lambdas[key] = values.to(device)
+        return self._lambdas[key]
 
     def with_base_seed(self, seed: int) -> DecomposedNoise:
         """A fresh copy whose base noise sequence is fixed by ``seed``."""
@@ -172,7 +178,7 @@ class DecomposedNoise:
             base_generator = self._base_generator
         return decomposed_noise(
             tuple(shape),
-            self.lambdas(shape[1]),
+            self.lambdas(shape[1], device),
             generator=generator,
             base_generator=base_generator,
             device=device,

@@ -240,7 +240,7 @@ class VideoFusion(VideoMethod):
         null = torch.full((batch,), n, dtype=torch.long, device=device)
         if labels is None:
             return null
-        labels = labels.to(device=device, dtype=torch.long)
+        labels = labels.to(device=device, dtype=torch.long, non_blocking=True)
         drop = torch.rand(batch, device=device) < self.model_cfg.p_drop_label
         return torch.where(drop, null, labels)
 
