@@ -206,7 +206,8 @@ class VideoDiffusion:
             sched.set_timesteps(steps, device=video.device)
             step_kwargs["eta"] = 1.0
         uses_variance_noise = structured and step_takes(sched, "variance_noise")
-        if step_takes(sched, "generator"):
+        if step_takes(sched, "generator") and not uses_variance_noise:
+            # DDIM refuses a generator next to variance_noise; the noise is drawn here then
             step_kwargs["generator"] = generator
         guided = guidance != 1.0
         if guided:

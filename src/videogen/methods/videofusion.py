@@ -1,0 +1,426 @@
+"""VideoFusion (Luo et al., *VideoFusion: Decomposed Diffusion Models for High-Quality Video
+Generation*, CVPR 2023).
+
+The noise of every frame is a shared base noise plus a per-frame residual noise
+(``videogen.diffusion.decomposed``), and two jointly trained networks match that split
+(``videogen.models.videofusion``): an image U-Net (a diffusers ``UNet2DModel``, optionally
+pretrained) estimates the base noise from the noisy key frame once per clip, and a space-time
+U-Net estimates every frame's residual once the base is taken out. The training loss is the
+paper's, on the combined noise ``sqrt(λ^i) b̂ + sqrt(1 - λ^i) r̂^i`` of every frame, with the base
+generator receiving gradients through the key frame only. Sampling runs both stages at every step
+of any diffusers sampler, every noise drawn decomposed; class labels take classifier-free
+guidance.
+
+The authors did not release code; this is a first implementation. Choices where the paper is
+silent are stated in ``VideoFusionModelConfig`` and the model module. Beyond the paper, with
+``cond_frames`` the residual generator also sees the clean known frames and their mask (the
+engine's known-frame conditioning, with RaMViD's random training masks), so one model does
+prediction, infilling and unconditional generation, and ``videogen.rollout`` can extend videos.
+The paper's own long videos (one base noise for all windows, fresh residuals per window) are
+``VideoFusion.generate_long``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from videogen.config import Config, ConfigError, from_dict
+from videogen.diffusion import Denoiser, VideoDiffusion
+from videogen.diffusion.decomposed import DecomposedNoise, key_frame
+from videogen.methods.base import VideoMethod
+from videogen.models.videofusion import (
+    DEFAULT_BASE,
+    ResidualUNet,
+    VideoFusionNet,
+    base_architecture,
+    build_base_unet,
+    load_base_unet,
+)
+from videogen.tasks import RamvidMasks
+
+
+def _default_base() -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_BASE.items()}
+
+
+@dataclass
+class VideoFusionModelConfig:
+    """The ``model:`` section of a VideoFusion config.
+
+    Decomposed noise (paper Sec. 3.2): ``lam`` is λ of every frame but the key frame (the
+    paper's ablation favours 0.5); ``key_lambda`` is λ of the key frame, 1 by default so that its
+    noise is the base noise and the base generator is an image denoiser (``null``: same as
+    ``lam``); ``lambdas`` is a per-frame schedule that replaces both.
+
+    Base generator: ``base`` holds ``diffusers.UNet2DModel`` settings (block_out_channels,
+    layers_per_block, down/up_block_types, attention_head_dim, ...; channels and size come from
+    the data section); ``base_pretrained`` a local ``UNet2DModel`` folder to start from instead.
+    Once loaded, the method rewrites the config to the folder's architecture with
+    ``base_pretrained: null`` and ``base_loaded_from: <folder>`` so that an export reloads
+    without the folder. ``base_class_cond``: the base U-Net gets the class label through its
+    class embedding (the paper does not say how its class-conditional model conditions the base
+    generator; with ``key_lambda`` 1 the key frame comes from the base generator alone, so it
+    needs the label). ``stop_base_grad``: gradients reach the base generator through the key
+    frame only (the paper's choice).
+
+    Residual generator (our layout, the paper gives none): an improved-diffusion style U-Net of
+    2D residual blocks with ``channels`` x ``channel_mult`` features, ``num_res_blocks`` per
+    level, spatial attention at ``attention_resolutions`` (px), temporal attention after every
+    block.
+
+    Conditioning: ``num_classes`` > 0 makes both generators class-conditional, with the label
+    dropped to a null label with probability ``p_drop_label`` for classifier-free guidance.
+    ``cond_frames`` (beyond the paper) adds the clean known frames and their mask as residual
+    inputs and trains on RaMViD's random masks (``p_uncond``, ``max_known``).
+    """
+
+    lam: float = 0.5
+    key_lambda: float | None = 1.0
+    lambdas: tuple[float, ...] | None = None
+    base: dict[str, Any] = field(default_factory=_default_base)
+    base_pretrained: str | None = None
+    base_loaded_from: str | None = None  # written by the method: provenance only
+    base_class_cond: bool = True
+    stop_base_grad: bool = True
+    channels: int = 128
+    channel_mult: tuple[int, ...] = (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16, 8)
+    heads: int = 4
+    head_dim: int | None = None
+    dropout: float = 0.1
+    num_classes: int = 0
+    p_drop_label: float = 0.1
+    cond_frames: bool = False
+    p_uncond: float = 0.25
+    max_known: int | None = None
+
+
+class VideoFusion(VideoMethod):
+    """Decomposed video diffusion: a base image generator once per clip, a residual space-time
+    generator for all frames. ``loss(video, labels=None)``, ``generate(video, known, ...,
+    labels=None)``, ``generate_long(frames, ...)``."""
+
+    name = "videofusion"
+    ModelConfig = VideoFusionModelConfig
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        if cfg.diffusion.prediction != "eps":
+            raise ConfigError(
+                f"diffusion.prediction: VideoFusion decomposes the noise, so its networks "
+                f"predict eps; got {cfg.diffusion.prediction!r}, set diffusion.prediction=eps"
+            )
+        m: VideoFusionModelConfig = from_dict(VideoFusionModelConfig, cfg.model, "model")
+        self.model_cfg = m
+        data = cfg.data
+        self.noise = DecomposedNoise(m.lam, m.key_lambda, m.lambdas)
+        try:
+            lambdas = self.noise.lambdas(data.frames)
+        except ValueError as err:
+            raise ConfigError(f"model.lam / model.key_lambda / model.lambdas: {err}") from err
+        class_embeds = m.num_classes + 1 if m.num_classes and m.base_class_cond else None
+        try:
+            if m.base_pretrained:
+                base = load_base_unet(
+                    m.base_pretrained,
+                    channels=data.channels,
+                    size=data.size,
+                    num_class_embeds=class_embeds,
+                )
+                # The export carries the base weights; record the architecture, drop the path.
+                cfg.model.update(
+                    base={
+                        k: list(v) if isinstance(v, tuple) else v
+                        for k, v in base_architecture(base).items()
+                    },
+                    base_pretrained=None,
+                    base_loaded_from=str(Path(m.base_pretrained)),
+                )
+            else:
+                base = build_base_unet(
+                    m.base, channels=data.channels, size=data.size, num_class_embeds=class_embeds
+                )
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        residual = ResidualUNet(
+            in_channels=data.channels,
+            extra_channels=data.channels + 1 if m.cond_frames else 0,
+            image_size=data.size,
+            channels=m.channels,
+            channel_mult=m.channel_mult,
+            num_res_blocks=m.num_res_blocks,
+            attention_resolutions=m.attention_resolutions,
+            heads=m.heads,
+            head_dim=m.head_dim,
+            dropout=m.dropout,
+            num_classes=m.num_classes,
+        )
+        self.net = VideoFusionNet(
+            base,
+            residual,
+            lambdas,
+            stop_base_grad=m.stop_base_grad,
+            base_class_cond=class_embeds is not None,
+        )
+        # The network sees every frame noisy (the key frame must be, for the base generator);
+        # known frames arrive clean through ``cond``.
+        self.diffusion = VideoDiffusion(cfg.diffusion, known_in_input=False, noise_fn=self.noise)
+        self.masks = RamvidMasks(m.p_uncond, m.max_known) if m.cond_frames else None
+
+    # ------------------------------------------------------------------ the denoiser
+
+    def _schedule_on(self, device: torch.device) -> None:
+        # moved once, so the per-step lookups never copy from the host
+        if self.diffusion.alphas_cumprod.device != device:
+            self.diffusion.alphas_cumprod = self.diffusion.alphas_cumprod.to(device)
+
+    def _noise_scale(self, t: Tensor) -> Tensor:
+        """``sqrt(1 - ᾱ_t)`` ``(B,)`` for float timesteps ``t``."""
+        abar = self.diffusion.alphas_cumprod
+        index = t.round().long().clamp(0, abar.numel() - 1)
+        return (1 - abar.to(t.device)[index]).sqrt()
+
+    def _extra(self, cond: Tensor, known: Tensor) -> Tensor | None:
+        """The residual generator's conditioning channels: clean known frames, known mask."""
+        if not self.model_cfg.cond_frames:
+            return None
+        mask = known.to(cond.dtype)[:, :, None, None, None].expand(-1, -1, 1, *cond.shape[-2:])
+        return torch.cat([cond, mask], dim=2)
+
+    def denoiser(self, labels: Tensor | None = None, guidance: float = 1.0) -> Denoiser:
+        """The process's denoiser ``(x_t, t, cond, known) -> eps`` for class ``labels``.
+
+        With ``guidance != 1`` and labels it does classifier-free guidance on the class, both
+        branches (label, null label) in one batched call: ``u + guidance * (c - u)``.
+        """
+
+        def denoise(x_t: Tensor, t: Tensor, cond: Tensor, known: Tensor) -> Tensor:
+            scale = self._noise_scale(t)
+            extra = self._extra(cond, known)
+            y = labels
+            if y is not None and y.shape[0] != x_t.shape[0]:
+                # the engine's own guidance stacks its two branches along the batch
+                y = y.repeat(x_t.shape[0] // y.shape[0])
+            if y is None or guidance == 1.0:
+                return self.net(x_t, t, scale, y, extra)
+            null = torch.full_like(y, self.model_cfg.num_classes)
+            both = self.net(
+                torch.cat([x_t, x_t]),
+                torch.cat([t, t]),
+                torch.cat([scale, scale]),
+                torch.cat([y, null]),
+                None if extra is None else torch.cat([extra, extra]),
+            )
+            c, u = both.chunk(2)
+            return u + guidance * (c - u)
+
+        return denoise
+
+    # ------------------------------------------------------------------ training
+
+    def _check_video(self, video: Tensor) -> None:
+        c, frames = self.cfg.data.channels, self.window
+        if video.dim() != 5 or video.shape[2] != c or video.shape[1] != frames:
+            raise ValueError(
+                f"VideoFusion expects clips of shape (B, {frames}, {c}, H, W) in [-1, 1] "
+                f"(one λ per frame fixes the clip length; longer videos go through "
+                f"generate_long or videogen.rollout), got {tuple(video.shape)}"
+            )
+
+    def _train_labels(self, labels: Tensor | None, batch: int, device: torch.device):
+        n = self.model_cfg.num_classes
+        if not n:
+            return None  # an unconditional model trained on labelled data ignores the labels
+        null = torch.full((batch,), n, dtype=torch.long, device=device)
+        if labels is None:
+            return null
+        labels = labels.to(device=device, dtype=torch.long, non_blocking=True)
+        drop = torch.rand(batch, device=device) < self.model_cfg.p_drop_label
+        return torch.where(drop, null, labels)
+
+    def loss(self, video: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """The paper's loss: mean squared error between every frame's decomposed noise and
+        ``sqrt(λ^i) b̂ + sqrt(1 - λ^i) r̂^i``, over the unknown frames and the key frame.
+
+        ``video`` ``(B, T, C, H, W)`` in [-1, 1]; ``labels`` ``(B,)`` long class indices
+        (dropped to the null label with probability ``p_drop_label``). Returns ``loss`` and,
+        with ``cond_frames``, ``known_frames`` (mean number of known frames per clip).
+        """
+        self._check_video(video)
+        self._schedule_on(video.device)
+        b, frames = video.shape[:2]
+        if self.masks is not None:
+            # drawn on the CPU; a non-blocking copy keeps the host from waiting on the GPU
+            known = self.masks(b, frames).to(video.device, non_blocking=True)
+        else:
+            known = torch.zeros(b, frames, dtype=torch.bool, device=video.device)
+        # The key frame always carries loss: it is the base generator's only training signal.
+        is_key = torch.arange(frames, device=video.device) == key_frame(frames)
+        y = self._train_labels(labels, b, video.device)
+        out = self.diffusion.loss(self.denoiser(y), video, known, loss_mask=~known | is_key)
+        logs = {"loss": out["loss"]}
+        if self.masks is not None:
+            logs["known_frames"] = known.float().sum(1).mean()
+        return logs
+
+    # ------------------------------------------------------------------ sampling
+
+    def supported_known(self, known: Tensor) -> str | None:
+        if known.shape[-1] != self.window:
+            return (
+                f"VideoFusion generates clips of exactly {self.window} frames (one λ per frame); "
+                "for longer videos use generate_long or videogen.rollout"
+            )
+        if not self.model_cfg.cond_frames and bool(known.any()):
+            return (
+                "this VideoFusion model was trained without known frames (model.cond_frames: "
+                "false) and only generates whole clips; train with model.cond_frames=true for "
+                "prediction and infilling"
+            )
+        return None
+
+    def default_known(self, batch: int = 1) -> Tensor:
+        """The main task: prediction with ``cond_frames``, otherwise whole clips."""
+        if self.model_cfg.cond_frames:
+            return super().default_known(batch)
+        return torch.zeros(batch, self.window, dtype=torch.bool, device=self.device)
+
+    def _sample_labels(self, labels: Tensor | None, batch: int, device: torch.device):
+        n = self.model_cfg.num_classes
+        if labels is None:
+            return torch.full((batch,), n, dtype=torch.long, device=device) if n else None
+        if not n:
+            raise ValueError(
+                "labels given to an unconditional VideoFusion model (model.num_classes: 0)"
+            )
+        labels = torch.as_tensor(labels, device=device).long().reshape(-1)
+        if labels.shape[0] != batch:
+            raise ValueError(f"{labels.shape[0]} labels for a batch of {batch} clips")
+        if bool((labels < 0).any() | (labels >= n).any()):
+            raise ValueError(f"class labels must lie in [0, {n}), got {labels.tolist()}")
+        return labels
+
+    def _sample(
+        self,
+        diffusion: VideoDiffusion,
+        video: Tensor,
+        known: Tensor,
+        labels: Tensor | None,
+        steps: int | None,
+        sampler: str | None,
+        guidance: float | None,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        s = self.cfg.sample
+        scale = s.guidance if guidance is None else guidance
+        y = self._sample_labels(labels, video.shape[0], video.device)
+        class_guided = labels is not None
+        # Without labels, guidance is the engine's: against the branch with nothing known.
+        engine_guidance = scale if self.model_cfg.cond_frames and not class_guided else 1.0
+        self._schedule_on(video.device)
+        diffusion.alphas_cumprod = self.diffusion.alphas_cumprod
+        return diffusion.sample(
+            self.denoiser(y, scale if class_guided else 1.0),
+            video,
+            known,
+            sampler=sampler or s.sampler,
+            steps=steps or s.steps,
+            guidance=engine_guidance,
+            generator=generator,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        video: Tensor,
+        known: Tensor,
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        temperature: float | None = None,
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+    ) -> Tensor:
+        """Fill the frames of ``video`` ``(B, T, C, H, W)`` where ``known`` ``(B, T)`` is False.
+
+        Known frames come back bit-exact (they need ``cond_frames``). ``labels`` ``(B,)`` picks
+        classes of a class-conditional model (none: the null label, unconditional); with labels,
+        ``guidance`` is classifier-free guidance on the class, otherwise guidance against the
+        nothing-known branch. ``temperature`` has no meaning here and is ignored. Each sampler
+        step calls the base generator once per clip and the residual generator once.
+        """
+        self._check_video(video)
+        if known.shape != video.shape[:2]:
+            raise ValueError(
+                f"known mask has shape {tuple(known.shape)}; it must be (B, T) = "
+                f"{tuple(video.shape[:2])} to match the video"
+            )
+        reason = self.supported_known(known)
+        if reason:
+            raise ValueError(reason)
+        known = known.to(device=video.device, dtype=torch.bool)
+        return self._sample(
+            self.diffusion, video, known, labels, steps, sampler, guidance, generator
+        )
+
+    @torch.no_grad()
+    def generate_long(
+        self,
+        frames: int,
+        *,
+        batch: int = 1,
+        labels: Tensor | None = None,
+        overlap: int = 0,
+        steps: int | None = None,
+        sampler: str | None = None,
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """A video of ``frames`` frames, ``(batch, frames, C, H, W)`` in [-1, 1], as the paper
+        makes long videos: window after window, every noise of every window shares one base
+        noise sequence (drawn once) while the residual noises are fresh, so the scene stays and
+        the motion goes on.
+
+        With ``overlap`` > 0 (needs ``cond_frames``, beyond the paper) each window also starts
+        from the last ``overlap`` frames of the previous one as known frames, for continuity.
+        """
+        window, c, size = self.window, self.cfg.data.channels, self.cfg.data.size
+        if not 0 <= overlap < window:
+            raise ValueError(f"overlap must lie in [0, {window}), got {overlap}")
+        if overlap and not self.model_cfg.cond_frames:
+            raise ValueError(
+                "overlapping windows need a model trained with known frames "
+                "(model.cond_frames: true); use overlap=0"
+            )
+        if frames < 1:
+            raise ValueError(f"frames must be positive, got {frames}")
+        device = self.device
+        gen_device = generator.device if generator is not None else device
+        base_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=gen_device))
+        out = torch.zeros(batch, frames, c, size, size, device=device)
+        start = 0
+        while True:
+            clip = torch.zeros(batch, window, c, size, size, device=device)
+            known = torch.zeros(batch, window, dtype=torch.bool, device=device)
+            if start and overlap:
+                clip[:, :overlap] = out[:, start : start + overlap]
+                known[:, :overlap] = True
+            # a fresh noise source per window, all with the same base noise sequence
+            diffusion = VideoDiffusion(
+                self.cfg.diffusion,
+                known_in_input=False,
+                noise_fn=self.noise.with_base_seed(base_seed),
+            )
+            clip = self._sample(diffusion, clip, known, labels, steps, sampler, guidance, generator)
+            n = min(window, frames - start)
+            out[:, start : start + n] = clip[:, :n]
+            if start + window >= frames:
+                return out
+            start += window - overlap
