@@ -177,7 +177,7 @@ class VideoDiffusion:
         prediction is ``u + guidance * (c - u)``, ``u`` from the same network with nothing known
         (the branch masked training learns), both branches in one batched call.
 
-        Returns ``(B, T, C, H, W)`` with the known frames of ``video`` bit-exact.
+        Returns ``(B, T, C, H, W)`` in [-1, 1] with the known frames of ``video`` bit-exact.
         """
         sched = make_scheduler(sampler, self.cfg)
         sched.set_timesteps(steps, device=video.device)
@@ -237,4 +237,5 @@ class VideoDiffusion:
             if uses_variance_noise:
                 step_kwargs["variance_noise"] = noise()
             x = sched.step(pred.to(x.dtype), t, x, **step_kwargs).prev_sample
-        return torch.where(known_f, video, x)
+        # video lives in [-1, 1]; solvers without per-step clipping can overshoot at the end
+        return torch.where(known_f, video, x.clamp(-1.0, 1.0))

@@ -66,9 +66,9 @@ def make_scheduler(name: str, cfg: DiffusionConfig, **overrides) -> SchedulerMix
     if name == "ddim":
         # the schedule ends at the clean sample, as the DDIM paper's sampler does
         kwargs.setdefault("set_alpha_to_one", True)
-        kwargs.setdefault("clip_sample", False)
-    if name == "ddpm":
-        kwargs.setdefault("clip_sample", False)
+    if name in ("ddpm", "ddim"):
+        # x0 estimates clipped to the data range [-1, 1] at every step, as in the DDPM paper
+        kwargs.setdefault("clip_sample", True)
     return cls(**kwargs)
 
 
