@@ -4,6 +4,7 @@ trained model (prediction, infilling, temporal upsampling, unconditional), known
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from videogen.methods import build_method
 from videogen.methods.ramvid import Ramvid
 
 FRAMES, SIZE = 6, 8
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ramvid"
 
 
 def tiny_config(**model) -> Config:
@@ -83,7 +85,7 @@ def trained() -> Iterator[tuple[Ramvid, float, float]]:
 
 @pytest.mark.parametrize(("name", "paper_params"), [("bair", 235e6), ("kinetics600", 308e6)])
 def test_paper_configs_have_the_official_parameter_count(name: str, paper_params: float) -> None:
-    cfg = load_config(f"configs/ramvid/{name}.yaml")
+    cfg = load_config(CONFIGS / f"{name}.yaml")
     with torch.device("meta"):
         method = build_method(cfg)
     count = sum(p.numel() for p in method.parameters())
@@ -93,9 +95,9 @@ def test_paper_configs_have_the_official_parameter_count(name: str, paper_params
 
 def test_all_configs_load_and_unknown_keys_are_named() -> None:
     for name in ("bair", "kinetics600", "ucf101", "tiny"):
-        assert load_config(f"configs/ramvid/{name}.yaml").method == "ramvid"
+        assert load_config(CONFIGS / f"{name}.yaml").method == "ramvid"
     with pytest.raises(ConfigError, match="model.p_uncnd"):
-        load_config("configs/ramvid/tiny.yaml", ["model.p_uncnd=0.5"])
+        load_config(CONFIGS / "tiny.yaml", ["model.p_uncnd=0.5"])
 
 
 # --------------------------------------------------------------------------- conditioning
@@ -244,3 +246,22 @@ def test_generate_rejects_bad_shapes(trained) -> None:
         method.generate(torch.zeros(1, FRAMES, 3, SIZE, SIZE), tasks.predict(FRAMES, 1))
     with pytest.raises(ValueError, match="divisible"):
         method.unet(torch.zeros(1, FRAMES, 1, 15, 15), torch.zeros(1))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_channels_last_training_and_sampling_on_gpu() -> None:
+    cfg = tiny_config()
+    cfg.train.channels_last = True
+    torch.manual_seed(0)
+    method = build_method(cfg).cuda()
+    video = square_clip().expand(4, -1, -1, -1, -1).contiguous().cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = method.loss(video)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    known = tasks.predict(FRAMES, 2).cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = method.eval().generate(video[:1], known, steps=4)
+    assert out.dtype == torch.float32
+    assert torch.equal(out[known], video[:1][known])
