@@ -1,6 +1,7 @@
 """Spatial down- and upsampling for 2D ``(B, C, H, W)`` and 3D ``(B, C, T, H, W)`` maps.
 
-3D maps are resampled in space only: none of the papers' video U-Nets downsample time.
+3D maps are resampled in space only: none of the papers' video U-Nets downsample time. Their
+convolutions may still look across ``time_kernel`` frames (RaMViD's 3x3x3 resampling convs).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from videogen.nn.resblocks import conv_nd
 class Downsample(nn.Module):
     """Halve H and W: a stride-2 3x3 conv (``conv=True``) or 2x2 average pooling."""
 
-    def __init__(self, channels: int, *, dims: int = 2, conv: bool = True) -> None:
+    def __init__(
+        self, channels: int, *, dims: int = 2, conv: bool = True, time_kernel: int = 1
+    ) -> None:
         super().__init__()
         self.dims = dims
         stride = 2 if dims == 2 else (1, 2, 2)
-        kernel = 3 if dims == 2 else (1, 3, 3)
-        pad = 1 if dims == 2 else (0, 1, 1)
+        kernel = 3 if dims == 2 else (time_kernel, 3, 3)
+        pad = 1 if dims == 2 else (time_kernel // 2, 1, 1)
         self.op = (
             conv_nd(dims, channels, channels, kernel, stride=stride, padding=pad)
             if conv
@@ -33,11 +36,13 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     """Double H and W: nearest neighbour, then a 3x3 conv when ``conv=True``."""
 
-    def __init__(self, channels: int, *, dims: int = 2, conv: bool = True) -> None:
+    def __init__(
+        self, channels: int, *, dims: int = 2, conv: bool = True, time_kernel: int = 1
+    ) -> None:
         super().__init__()
         self.dims = dims
-        kernel = 3 if dims == 2 else (1, 3, 3)
-        pad = 1 if dims == 2 else (0, 1, 1)
+        kernel = 3 if dims == 2 else (time_kernel, 3, 3)
+        pad = 1 if dims == 2 else (time_kernel // 2, 1, 1)
         self.conv = conv_nd(dims, channels, channels, kernel, padding=pad) if conv else None
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,0 +1,165 @@
+"""RaMViD (Höppe et al., *Diffusion Models for Video Prediction and Infilling*, TMLR 2022).
+
+One 3D-convolution U-Net (``videogen.models.unet3d``) denoises the whole clip. Conditioning is
+the paper's: the clean known frames are written into the noisy input at every step, with no
+extra channels, and the loss is taken on the unknown frames only. Training draws the known set
+at random (``videogen.tasks.RamvidMasks``): nothing with probability ``p_uncond``, otherwise
+1..``max_known`` frames anywhere in the clip. So one model does prediction, past prediction,
+infilling, temporal upsampling and unconditional generation, and any diffusers sampler runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from videogen.config import Config, from_dict
+from videogen.diffusion import VideoDiffusion
+from videogen.methods.base import VideoMethod
+from videogen.models.unet3d import UNet3D
+from videogen.tasks import RamvidMasks
+
+
+@dataclass
+class RamvidModelConfig:
+    """The ``model:`` section of a RaMViD config: network size and masking recipe.
+
+    Defaults are the official BAIR flags (``--num_channels 128 --num_res_blocks 2
+    --scale_time_dim 0``, improved-diffusion's 64 px defaults: channel_mult 1,2,3,4, attention
+    at 16 and 8 px with 4 heads, scale/shift norm, no dropout; K = 4, p_U = 0.25).
+    """
+
+    channels: int = 128
+    channel_mult: tuple[int, ...] = (1, 2, 3, 4)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16, 8)  # frame sizes (px) with attention
+    heads: int = 4
+    head_dim: int | None = None  # set to fix the head width instead of the head count
+    dropout: float = 0.0
+    resample_time_kernel: int = 3  # official: 3x3x3 down/upsampling convs; 1 = spatial only
+    p_uncond: float = 0.25  # p_U: probability that no frame is known in a training clip
+    max_known: int | None = 4  # K: at most this many known frames (None: up to frames - 1)
+    activation_checkpointing: bool = False  # recompute each block in backward: less memory
+    clip_denoised: bool = True  # sampling: clip the implied clean clip to [-1, 1] at each step
+
+
+class Ramvid(VideoMethod):
+    """Random-mask video diffusion. ``loss`` draws its own known-frame mask; ``generate`` fills
+    any pattern of unknown frames in a clip of any length (the network is convolutional and
+    attends over all positions)."""
+
+    name = "ramvid"
+    ModelConfig = RamvidModelConfig
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        m: RamvidModelConfig = from_dict(RamvidModelConfig, cfg.model, "model")
+        self.model_cfg = m
+        self.unet = UNet3D(
+            in_channels=cfg.data.channels,
+            image_size=cfg.data.size,
+            channels=m.channels,
+            channel_mult=m.channel_mult,
+            num_res_blocks=m.num_res_blocks,
+            attention_resolutions=m.attention_resolutions,
+            heads=m.heads,
+            head_dim=m.head_dim,
+            dropout=m.dropout,
+            resample_time_kernel=m.resample_time_kernel,
+            activation_checkpointing=m.activation_checkpointing,
+            channels_last=cfg.train.channels_last,
+        )
+        self.diffusion = VideoDiffusion(cfg.diffusion, known_in_input=True)
+        self.masks = RamvidMasks(p_uncond=m.p_uncond, max_known=m.max_known)
+
+    def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor, known: Tensor) -> Tensor:
+        """The process's denoiser: the known frames are already clean inside ``x_t``, so the
+        network sees nothing else (``cond`` and ``known`` are unused by design)."""
+        return self.unet(x_t, t)
+
+    def denoise_clipped(self, x_t: Tensor, t: Tensor, cond: Tensor, known: Tensor) -> Tensor:
+        """``denoise`` with the clean clip it implies clipped to [-1, 1], returned in the
+        process's parametrisation (improved-diffusion's ``clip_denoised``, which the official
+        sampler uses). Where nothing is clipped the prediction is unchanged; without it an eps
+        error at high noise becomes an x0 error up to sqrt((1 - ᾱ) / ᾱ) ≈ 157 times larger."""
+        pred = self.denoise(x_t, t, cond, known).float()
+        x_t = x_t.float()
+        abar = self.diffusion.alphas_cumprod[t.long().clamp(0, self.cfg.diffusion.timesteps - 1)]
+        a = abar.sqrt().reshape(-1, 1, 1, 1, 1)
+        s = (1 - abar).sqrt().reshape(-1, 1, 1, 1, 1)
+        target = self.cfg.diffusion.prediction
+        if target == "eps":
+            x0 = (x_t - s * pred) / a
+        elif target == "x0":
+            x0 = pred
+        else:
+            x0 = a * x_t - s * pred
+        x0 = x0.clamp(-1.0, 1.0)
+        if target == "x0":
+            return x0
+        eps = (x_t - a * x0) / s
+        return eps if target == "eps" else a * eps - s * x0
+
+    def _schedule_on(self, device: torch.device) -> None:
+        # The schedule lives on the CPU; a blocking copy of it per step would sync the host
+        # with the GPU, so move it once.
+        if self.diffusion.alphas_cumprod.device != device:
+            self.diffusion.alphas_cumprod = self.diffusion.alphas_cumprod.to(device)
+
+    def _check_video(self, video: Tensor) -> None:
+        c = self.cfg.data.channels
+        if video.dim() != 5 or video.shape[2] != c:
+            raise ValueError(
+                f"RaMViD expects video of shape (B, T, {c}, H, W) in [-1, 1], "
+                f"got {tuple(video.shape)}"
+            )
+
+    def loss(self, video: Tensor) -> dict[str, Tensor]:
+        """Denoising loss on the unknown frames of ``video`` ``(B, T, C, H, W)`` in [-1, 1].
+
+        Also returns ``known_frames``, the mean number of known frames per clip.
+        """
+        self._check_video(video)
+        self._schedule_on(video.device)
+        b, t = video.shape[:2]
+        # Drawn on the CPU; a non-blocking copy keeps the host from waiting on the GPU.
+        known = self.masks(b, t).to(video.device, non_blocking=True)
+        out = self.diffusion.loss(self.denoise, video, known)
+        return {"loss": out["loss"], "known_frames": known.float().sum(1).mean()}
+
+    @torch.no_grad()
+    def generate(
+        self,
+        video: Tensor,
+        known: Tensor,
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        temperature: float | None = None,
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Fill the frames of ``video`` ``(B, T, C, H, W)`` where ``known`` ``(B, T)`` is False.
+
+        Known frames come back bit-exact. ``temperature`` has no meaning for this Gaussian
+        process and is ignored; the other options default to the config's ``sample`` section.
+        """
+        self._check_video(video)
+        if known.shape != video.shape[:2]:
+            raise ValueError(
+                f"known mask has shape {tuple(known.shape)}; it must be (B, T) = "
+                f"{tuple(video.shape[:2])} to match the video"
+            )
+        s = self.cfg.sample
+        self._schedule_on(video.device)
+        return self.diffusion.sample(
+            self.denoise_clipped if self.model_cfg.clip_denoised else self.denoise,
+            video,
+            known.to(device=video.device, dtype=torch.bool),
+            sampler=sampler or s.sampler,
+            steps=steps or s.steps,
+            guidance=s.guidance if guidance is None else guidance,
+            generator=generator,
+        )
