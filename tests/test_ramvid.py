@@ -205,7 +205,7 @@ def test_sampling_without_clipping_is_one_flag_away(trained) -> None:
     known = tasks.predict(FRAMES, 2)
     clip = square_clip()
     x_t, t = torch.randn_like(clip), torch.tensor([400.0])
-    clipped = method.denoise_clipped(x_t, t, clip, known)
+    clipped = method.diffusion.clipped(method.denoise)(x_t, t, clip, known)
     raw = method.denoise(x_t, t, clip, known)
     x0 = method.diffusion.predict_x0(x_t, t, raw)
     inside = (x0.abs() < 1).expand_as(raw)

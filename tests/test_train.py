@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from videogen.checkpoint import latest_checkpoint, load_pretrained, read_config
-from videogen.config import from_dict
-from videogen.config import Config
+from videogen.config import Config, from_dict
 from videogen.methods.videoflow import VideoFlow
 from videogen.train import TrainingError, train
 

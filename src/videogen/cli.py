@@ -100,8 +100,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     kwargs = eval_kwargs(args)
     kwargs["out_dir"] = kwargs["out_dir"] or str(Path(args.run) / "eval")
-    result = evaluate_path(args.run, data=args.data, root=args.data_root, frames=args.frames,
-                           real_split=args.real_split, device=args.device, **kwargs)
+    result = evaluate_path(
+        args.run,
+        data=args.data,
+        root=args.data_root,
+        frames=args.frames,
+        real_split=args.real_split,
+        device=args.device,
+        **kwargs,
+    )
     print(json.dumps(result.get("metrics", result), indent=2, default=str))
     print(f"wrote {kwargs['out_dir']}/metrics.json and report.html")
 

@@ -39,6 +39,7 @@ from accelerate.utils import gather_object
 from einops import rearrange
 from torch import Tensor, nn
 
+from videogen.methods.base import VideoMethod
 from videogen.metrics import (
     frechet_distance_features,
     inception_score,
@@ -51,7 +52,6 @@ from videogen.metrics import (
 )
 from videogen.metrics.c3d import C3D_FRAMES
 from videogen.metrics.i3d import I3D_MIN_FRAMES, PRECISIONS, RESIZE_MODES, i3d_features
-from videogen.methods.base import VideoMethod
 from videogen.metrics.report import gif_grid, render_report
 from videogen.rollout import rollout
 from videogen.tasks import make_known
@@ -892,8 +892,7 @@ def evaluate_path(
         num_real = kwargs.get("num_real") or kwargs.get("num_clips")
         kwargs["real_clips"] = build_dataset(cfg, real_split, seed=seed, length=num_real)
         kwargs["real_spec"] = {**spec, "split": real_split}
-    return evaluate_run(method, clips, data_spec=spec, run_name=str(run), device=device,
-                        **kwargs)
+    return evaluate_run(method, clips, data_spec=spec, run_name=str(run), device=device, **kwargs)
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:

@@ -67,8 +67,8 @@ def make_scheduler(name: str, cfg: DiffusionConfig, **overrides) -> SchedulerMix
         # the schedule ends at the clean sample, as the DDIM paper's sampler does
         kwargs.setdefault("set_alpha_to_one", True)
     if name in ("ddpm", "ddim"):
-        # x0 estimates clipped to the data range [-1, 1] at every step, as in the DDPM paper
-        kwargs.setdefault("clip_sample", True)
+        # clipping is the process's job (VideoDiffusion.sample's clip_denoised), for every sampler
+        kwargs.setdefault("clip_sample", False)
     return cls(**kwargs)
 
 

@@ -79,35 +79,6 @@ class Ramvid(VideoMethod):
         network sees nothing else (``cond`` and ``known`` are unused by design)."""
         return self.unet(x_t, t)
 
-    def denoise_clipped(self, x_t: Tensor, t: Tensor, cond: Tensor, known: Tensor) -> Tensor:
-        """``denoise`` with the clean clip it implies clipped to [-1, 1], returned in the
-        process's parametrisation (improved-diffusion's ``clip_denoised``, which the official
-        sampler uses). Where nothing is clipped the prediction is unchanged; without it an eps
-        error at high noise becomes an x0 error up to sqrt((1 - ᾱ) / ᾱ) ≈ 157 times larger."""
-        pred = self.denoise(x_t, t, cond, known).float()
-        x_t = x_t.float()
-        abar = self.diffusion.alphas_cumprod[t.long().clamp(0, self.cfg.diffusion.timesteps - 1)]
-        a = abar.sqrt().reshape(-1, 1, 1, 1, 1)
-        s = (1 - abar).sqrt().reshape(-1, 1, 1, 1, 1)
-        target = self.cfg.diffusion.prediction
-        if target == "eps":
-            x0 = (x_t - s * pred) / a
-        elif target == "x0":
-            x0 = pred
-        else:
-            x0 = a * x_t - s * pred
-        x0 = x0.clamp(-1.0, 1.0)
-        if target == "x0":
-            return x0
-        eps = (x_t - a * x0) / s
-        return eps if target == "eps" else a * eps - s * x0
-
-    def _schedule_on(self, device: torch.device) -> None:
-        # The schedule lives on the CPU; a blocking copy of it per step would sync the host
-        # with the GPU, so move it once.
-        if self.diffusion.alphas_cumprod.device != device:
-            self.diffusion.alphas_cumprod = self.diffusion.alphas_cumprod.to(device)
-
     def _check_video(self, video: Tensor) -> None:
         c = self.cfg.data.channels
         if video.dim() != 5 or video.shape[2] != c:
@@ -122,7 +93,6 @@ class Ramvid(VideoMethod):
         Also returns ``known_frames``, the mean number of known frames per clip.
         """
         self._check_video(video)
-        self._schedule_on(video.device)
         b, t = video.shape[:2]
         # Drawn on the CPU; a non-blocking copy keeps the host from waiting on the GPU.
         known = self.masks(b, t).to(video.device, non_blocking=True)
@@ -153,13 +123,13 @@ class Ramvid(VideoMethod):
                 f"{tuple(video.shape[:2])} to match the video"
             )
         s = self.cfg.sample
-        self._schedule_on(video.device)
         return self.diffusion.sample(
-            self.denoise_clipped if self.model_cfg.clip_denoised else self.denoise,
+            self.denoise,
             video,
             known.to(device=video.device, dtype=torch.bool),
             sampler=sampler or s.sampler,
             steps=steps or s.steps,
             guidance=s.guidance if guidance is None else guidance,
             generator=generator,
+            clip_denoised=self.model_cfg.clip_denoised,
         )
