@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from videogen import tasks
+from videogen.baselines import copy_last_known
 from videogen.config import Config, DataConfig, DiffusionConfig, SampleConfig, TrainConfig
 
 PAST, CURRENT, FUTURE = 4, 4, 2
@@ -60,21 +61,6 @@ def demo_config(device: str, steps: int | None, out: Path) -> Config:
         ),
         sample=SampleConfig(sampler="dpm++", steps=25),
     )
-
-
-def copy_last_known(video: Tensor, known: Tensor) -> Tensor:
-    """Baseline: every unknown frame is a copy of the last known frame before it (the first
-    known frame after it when none comes before)."""
-    out = video.clone()
-    frames = video.shape[1]
-    for b in range(video.shape[0]):
-        idx = known[b].nonzero().flatten().tolist()
-        for t in range(frames):
-            if known[b, t]:
-                continue
-            before = [i for i in idx if i < t]
-            out[b, t] = video[b, before[-1] if before else idx[0]]
-    return out
 
 
 def frame_scores(pred: Tensor, target: Tensor, mask: Tensor) -> dict[str, float]:

@@ -885,6 +885,9 @@ def evaluate_path(
     if data and not root:
         changes["root"] = None
     cfg = dataclasses.replace(cfg, **changes)
+    task_kwargs = dict(kwargs.pop("task_kwargs", None) or {})
+    if kwargs.get("task", "predict") in ("predict", "past") and not task_kwargs:
+        task_kwargs["known"] = method.context  # the method's own context by default
     seed = kwargs.get("seed", 0)
     clips = build_dataset(cfg, "test", seed=seed, length=kwargs.get("num_clips"))
     spec = {**dataclasses.asdict(cfg), "split": "test", "seed": seed}
@@ -892,7 +895,15 @@ def evaluate_path(
         num_real = kwargs.get("num_real") or kwargs.get("num_clips")
         kwargs["real_clips"] = build_dataset(cfg, real_split, seed=seed, length=num_real)
         kwargs["real_spec"] = {**spec, "split": real_split}
-    return evaluate_run(method, clips, data_spec=spec, run_name=str(run), device=device, **kwargs)
+    return evaluate_run(
+        method,
+        clips,
+        data_spec=spec,
+        run_name=str(run),
+        device=device,
+        task_kwargs=task_kwargs,
+        **kwargs,
+    )
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:

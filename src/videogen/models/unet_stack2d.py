@@ -120,8 +120,14 @@ class AdaNorm(nn.Module):
         self.emb = nn.Linear(emb_dim, 2 * channels)
 
     def forward(self, x: Tensor, emb: Tensor, cond: Tensor | None) -> Tensor:
-        # autocast runs GroupNorm in float32; return to the activations' dtype (bf16) at once
-        h = (self.norm(x, cond) if self.spatin else self.norm(x)).to(x.dtype)
+        if self.spatin:
+            h = self.norm(x, cond).to(x.dtype)
+        else:
+            # GroupNorm on the activations' own dtype: autocast would upcast every bf16
+            # activation to float32 and back (two copies each way, forward and backward), and
+            # the kernel accumulates its statistics in float32 anyway.
+            with torch.autocast(x.device.type, enabled=False):
+                h = F.group_norm(x, self.norm.num_groups, eps=self.norm.eps)
         scale, shift = rearrange(self.emb(emb), "b (two c) -> two b c 1 1", two=2)
         return F.silu(h * (1 + scale) + shift)
 
