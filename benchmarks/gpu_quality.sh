@@ -2,11 +2,13 @@
 # The short quality runs behind BENCHMARKS.md, on one GPU: MCVD (SMMNIST config), a reduced
 # RaMViD, VideoFlow (stochastic shapes) and VideoFusion (its demo) train side by side for
 # SECONDS each (SIGTERM at the end saves a checkpoint), then each is evaluated.
-# Usage: bash benchmarks/gpu_quality.sh [SECONDS]; logs and GIFs go to $OUT (or ./quality-logs).
+# Usage: bash benchmarks/gpu_quality.sh [SECONDS]. Logs and evaluations go to runs/q-logs; the
+# GIF grids and training curves are copied to $OUT (or ./quality-out) at the end.
 set -u
 secs=${1:-300}
-out=${OUT:-quality-logs}
-mkdir -p "$out"
+out=runs/q-logs
+keep=${OUT:-quality-out}
+mkdir -p "$out" "$keep"
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 vg="python3 -m videogen"
 common="train.log_every=100 train.sample_every=0 train.ckpt_every=1000000"
@@ -40,3 +42,7 @@ $vg sample runs/q-ramvid --task infill --known 2 --frames 8 --clips 3 --samples 
   --sampler dpm++ --steps 25 -o "$out/ramvid_infill.gif" --quiet
 $vg sample runs/q-videoflow --task predict --known 1 --frames 5 --clips 4 --samples 2 \
   --temperature 0.6 -o "$out/videoflow_shapes.gif" --quiet
+cp "$out"/{mcvd_smmnist,ramvid_infill,videoflow_shapes}.gif "$out"/metrics_{mcvd,videoflow}.jsonl \
+  "$keep"/
+cp runs/q-videofusion/samples.gif "$keep"/videofusion_samples.gif
+cp runs/q-videofusion/long.gif "$keep"/videofusion_long.gif
