@@ -21,7 +21,7 @@ train() {  # train NAME CONFIG OVERRIDES...: bounded by SIGTERM, which checkpoin
 train mcvd configs/mcvd/smmnist.yaml data.num_workers=4 &
 train ramvid configs/ramvid/tiny.yaml data.num_workers=2 &
 train videoflow configs/videoflow/stochastic_shapes.yaml train.warmup=500 data.num_workers=2 &
-timeout -s TERM "$secs" python3 benchmarks/videofusion.py --device cuda --demo 800 \
+timeout -s TERM "$secs" python3 benchmarks/videofusion.py --device cuda --demo 300 \
   --out runs/q-videofusion >"$out/videofusion_demo.log" 2>&1 &
 wait
 for name in mcvd ramvid videoflow; do

@@ -120,3 +120,49 @@ def test_a_half_written_checkpoint_is_never_the_latest(tmp_path):
     (run / "ckpt" / ".tmp-step-0000006").mkdir()
     (run / "ckpt" / ".tmp-step-0000006" / "model.safetensors").write_bytes(b"partial")
     assert latest_checkpoint(run).name == "step-0000003"
+
+
+def test_sigterm_to_the_process_group_checkpoints_with_loader_workers(tmp_path):
+    """Regression: `timeout` signals the whole process group; the DataLoader workers used to
+    die first and the run ended without a checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    overrides = [
+        f"{k}={v}"
+        for k, v in {
+            "method": "videoflow",
+            "data.name": "moving-digits",
+            "data.frames": 3,
+            "data.size": 16,
+            "data.channels": 1,
+            "data.num_workers": 2,
+            "train.steps": 100000,
+            "train.batch_size": 4,
+            "train.log_every": 1,
+            "train.sample_every": 0,
+            "train.out": str(run),
+        }.items()
+    ]
+    overrides += [f"model.{k}={v}" for k, v in TINY.items()]
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "videogen", "train", "--quiet", str(config), *overrides],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130, output
+    assert latest_checkpoint(run) is not None, output

@@ -140,6 +140,7 @@ def data_stream(
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(
         ds,
+        worker_init_fn=_ignore_stop_signals,
         batch_size=cfg.train.batch_size,
         shuffle=not is_iterable,
         generator=None if is_iterable else generator,
@@ -157,6 +158,14 @@ def data_stream(
             raise TrainingError(
                 f"dataset {cfg.data.name!r} gave no full batch of {cfg.train.batch_size} clips"
             )
+
+
+def _ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's signature
+    # Ctrl-C and `timeout`/`kill` reach the whole process group. Workers ignore them and stop
+    # when the main process shuts the loader down, so the main process can save a checkpoint
+    # instead of dying of "DataLoader worker killed by signal".
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def stream_seed(seed: int, rank: int, step: int) -> int:
@@ -312,6 +321,7 @@ def train(
     except KeyboardInterrupt:
         interrupted = True
         bar.close()
+        batches.close()  # shut the loader's workers down before writing
         if not bad.item():
             acc.print(f"\ninterrupted at step {step}: saving a checkpoint")
             checkpoint(step)
