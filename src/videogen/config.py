@@ -60,6 +60,9 @@ class TrainConfig:
     warmup: int = 0
     grad_clip: float | None = 1.0
     ema_decay: float | None = 0.999
+    # decay min(ema_decay, (1 + n) / (10 + n)) at update n, so short runs average recent
+    # weights; false = the papers' constant decay from the first step
+    ema_warmup: bool = True
     grad_accum: int = 1
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     seed: int = 0

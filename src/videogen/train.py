@@ -59,19 +59,25 @@ class EMA:
     an average that began before it would carry the uninitialised values.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+    def __init__(self, model: torch.nn.Module, decay: float, warmup: bool = False) -> None:
         self.decay = decay
+        self.warmup = warmup
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         self.shadow: list[Tensor] | None = None
 
+    def decay_at(self, step: int) -> float:
+        """The decay of update ``step`` (0-based); with warm-up ``(1 + n) / (10 + n)`` caps it,
+        so the average of a short run is not dominated by its first weights."""
+        return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
+
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, step: int) -> None:
         params = dict(model.named_parameters())
         current = [params[n].detach().float() for n in self.names]
         if self.shadow is None:
             self.shadow = [p.clone() for p in current]
         else:
-            torch._foreach_lerp_(self.shadow, current, 1.0 - self.decay)
+            torch._foreach_lerp_(self.shadow, current, 1.0 - self.decay_at(step))
 
     def state_dict(self) -> dict[str, Tensor] | None:
         return None if self.shadow is None else dict(zip(self.names, self.shadow))
@@ -213,7 +219,7 @@ def train(
         set_memory_format(method)
     optimizer = make_optimizer(method, cfg)
     scheduler = warmup_schedule(optimizer, t.warmup)
-    ema = EMA(method, t.ema_decay) if t.ema_decay else None
+    ema = EMA(method, t.ema_decay, t.ema_warmup) if t.ema_decay else None
 
     step = 0
     ckpt = latest_checkpoint(run_dir) if resume else None
@@ -285,7 +291,7 @@ def train(
                         sums[k] = sums.get(k, 0) + v.detach().float()
                 count += 1
             if ema is not None:
-                ema.update(acc.unwrap_model(model))
+                ema.update(acc.unwrap_model(model), step)
             step += 1
             bar.update(1)
 
