@@ -39,10 +39,11 @@ def place_window(
     the method supports and whose filled frames include ``first``.
 
     Windows close to the preferred start come first: ``context`` frames of history before
-    ``first`` (or, going ``backward``, after it). If no window fits the frames done so far
+    ``first`` (or, going ``backward``, after it). The window conditions on the frames done so
+    far that the method can use (``method.usable_known``). If no window fits the frames done so far
     (a one-frame gap between known frames for a method that fills blocks of two, say), frames
     generated earlier may be generated again; originally ``known`` frames never are.
-    Returns (start, the window's known pattern, its fill mask), or None.
+    Returns (start, the window's conditioning pattern, its fill mask), or None.
     """
     frames = done.shape[1]
     if backward:
@@ -60,12 +61,13 @@ def place_window(
                 win_orig = torch.zeros_like(win_done)
                 win_orig[:, inside] = known[:, idx[inside]]
                 win_done &= ~(method.fills(win_done) & ~win_orig) | win_orig
-            if method.supported_known(win_done) is not None:
+            use = method.usable_known(win_done)
+            if method.supported_known(use) is not None:
                 continue
-            fills = method.fills(win_done) & ~win_done
+            fills = method.fills(use) & ~win_done
             fills[:, ~inside] = False
             if bool(fills[0, first - start]):
-                return start, win_done, fills
+                return start, use, fills
     return None
 
 

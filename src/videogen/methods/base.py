@@ -81,6 +81,12 @@ class VideoMethod(nn.Module):
         """``None`` if ``generate`` can take this pattern within one window, else why not."""
         return None
 
+    def usable_known(self, known: Tensor) -> Tensor:
+        """The conditioning ``generate`` can use from ``known``: a pattern it supports that only
+        drops given frames, never adds any (default: all of them). MCVD conditions on whole
+        blocks, so it drops a block that is only partly given."""
+        return known
+
     def fills(self, known: Tensor) -> Tensor:
         """``(B, T)`` True at the frames ``generate`` fills for this pattern (default: every
         unknown frame; MCVD fills only its current block)."""

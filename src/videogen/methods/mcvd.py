@@ -150,6 +150,17 @@ class MCVD(VideoMethod):
         """Rollout conditions each new block on the ``past`` frames before it."""
         return max(1, self.mcfg.past)
 
+    def usable_known(self, known: Tensor) -> Tensor:
+        """A past or future block given only in part is dropped (MCVD conditions on whole
+        blocks); the current block is never conditioning."""
+        m = self.mcfg
+        use = known.clone()
+        use[:, self._current] = False
+        for block in (slice(0, m.past), slice(m.past + m.current, self.window)):
+            partial = ~use[:, block].all(1)
+            use[partial, block] = False
+        return use
+
     def fills(self, known: Tensor) -> Tensor:
         """MCVD generates its current block only."""
         return self.masks.current_mask(known.shape[0], device=known.device)

@@ -1,0 +1,194 @@
+"""The `videogen` command end to end: every subcommand through `main`, on tiny models."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from videogen.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+TINY_MCVD = """
+method: mcvd
+model: {ngf: 16, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [8], head_channels: 16,
+        past: 2, current: 2, future: 1, p_mask_past: 0.5, p_mask_future: 0.5}
+data: {name: moving-digits, frames: 5, size: 16, channels: 1}
+train: {steps: 3, batch_size: 4, log_every: 1, sample_every: 3, ckpt_every: 100}
+sample: {sampler: ddim, steps: 3}
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    config = folder / "tiny.yaml"
+    config.write_text(TINY_MCVD)
+    assert main(["train", str(config), f"train.out={folder / 'run'}", "--quiet"]) == 0
+    return folder / "run"
+
+
+def gif_frames(path: Path) -> int:
+    with Image.open(path) as im:
+        return im.n_frames
+
+
+def test_info_reports_the_paper_sized_models(capsys):
+    assert main(["info", str(CONFIGS / "mcvd" / "smmnist.yaml"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert abs(info["params"] - 27.9e6) / 27.9e6 < 0.10
+    assert info["flops_per_clip"] > 1e9 and info["config"]["method"] == "mcvd"
+    assert main(["info", str(CONFIGS / "ramvid" / "bair.yaml"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert abs(info["params"] - 235e6) / 235e6 < 0.10
+
+
+def test_a_bad_override_fails_before_any_work_naming_the_key(capsys, tmp_path):
+    config = str(CONFIGS / "mcvd" / "smmnist.yaml")
+    assert main(["train", config, "train.lrate=1", f"train.out={tmp_path}"]) == 2
+    assert "train.lrate" in capsys.readouterr().err
+    assert main(["info", config, "model.ngf=wide"]) == 2
+    assert "model.ngf" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_writes_a_run_folder(run):
+    assert (run / "export" / "config.json").is_file()
+    assert (run / "samples" / "step-0000003.gif").is_file()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "task, extra",
+    [
+        ("predict", ["--known", "2", "--frames", "7"]),
+        ("past", ["--known", "2", "--frames", "7"]),
+        ("infill", ["--known", "2", "--frames", "6"]),
+        ("interpolate", ["--every", "3", "--frames", "7"]),
+        ("upsample", ["--every", "2", "--frames", "7"]),
+        ("unconditional", ["--frames", "6"]),
+    ],
+)
+def test_sample_every_task_to_a_gif_grid(run, tmp_path, task, extra):
+    out = tmp_path / f"{task}.gif"
+    args = [
+        "sample",
+        str(run),
+        "--task",
+        task,
+        *extra,
+        "--clips",
+        "2",
+        "--samples",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
+    assert main(args) == 0
+    frames = int(extra[extra.index("--frames") + 1])
+    assert gif_frames(out) == frames
+
+
+def test_sample_from_a_real_video_file_to_mp4(run, tmp_path, small_mp4):
+    out = tmp_path / "pred.mp4"
+    args = [
+        "sample",
+        str(run / "export"),
+        "--task",
+        "predict",
+        "--known",
+        "2",
+        "--frames",
+        "6",
+        "--input",
+        str(small_mp4),
+        "--device",
+        "cpu",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
+    assert main(args) == 0
+    from videogen.io import read_video
+
+    assert read_video(out).shape[:3] == (6, 16, 16)
+
+
+def test_sample_says_plainly_when_the_input_is_too_short(run, tmp_path, capsys, small_mp4):
+    args = [
+        "sample",
+        str(run),
+        "--task",
+        "predict",
+        "--known",
+        "2",
+        "--frames",
+        "500",
+        "--input",
+        str(small_mp4),
+        "--device",
+        "cpu",
+        "-o",
+        str(tmp_path / "x.gif"),
+    ]
+    assert main(args) == 2
+    assert "needed 500" in capsys.readouterr().err
+
+
+def test_sample_of_a_missing_run_names_it(capsys, tmp_path):
+    assert main(["sample", str(tmp_path / "nope"), "-o", str(tmp_path / "x.gif")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_eval_writes_metrics_and_report(run, tmp_path):
+    out = tmp_path / "eval"
+    args = [
+        "eval",
+        str(run),
+        "--frames",
+        "6",
+        "--known-frames",
+        "2",
+        "--metrics",
+        "ssim,psnr",
+        "--num-clips",
+        "4",
+        "--batch-size",
+        "4",
+        "--best-of",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert 0 <= result["metrics"]["ssim"]["value"] <= 1
+    assert result["metrics"]["ssim"]["protocol"]["best_of"] == 2
+    assert "<html" in (out / "report.html").read_text().lower()
+
+
+def test_data_preview_and_info(tmp_path, capsys, sample_videos):
+    out = tmp_path / "digits.gif"
+    assert main(["data", "preview", "moving-digits", "--frames", "8", "-o", str(out)]) == 0
+    assert gif_frames(out) == 8
+    capsys.readouterr()
+    assert main(["data", "info", str(sample_videos), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["count"] >= 1 and isinstance(info["unreadable"], list)
+
+
+def test_demo_writes_metrics_for_each_task(tmp_path):
+    from videogen.demo import run_demo
+
+    out = run_demo(tmp_path / "demo", device="cpu", steps=2, clips=2, progress=False)
+    report = json.loads((out / "metrics.json").read_text())
+    for task in ("predict", "infill"):
+        for who in ("model", "copy_last_known"):
+            assert set(report[task][who]) == {"mse", "psnr", "ssim"}
+    assert all((out / f"{t}.gif").is_file() for t in ("predict", "infill", "unconditional"))
