@@ -24,15 +24,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny convolutions run far faster on one thread than on a shared, oversubscribed CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(past=2, current=2, future=0, cond="concat", p_past=0.0, p_future=0.0, extra=()) -> MCVD:
     torch.manual_seed(0)
     cfg = load_config(

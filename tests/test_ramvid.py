@@ -61,10 +61,8 @@ def fixed_loss(method: Ramvid, batch: torch.Tensor) -> float:
 def trained() -> Iterator[tuple[Ramvid, float, float]]:
     """A tiny RaMViD overfit to one clip; yields it with its fixed loss before and after.
 
-    One thread: reproducible sums, and no oversubscription on a busy machine.
+    Tests run on one thread (conftest.py), so the sums are reproducible.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     method = build_method(tiny_config())
     batch = square_clip().expand(4, -1, -1, -1, -1).contiguous()
@@ -77,7 +75,6 @@ def trained() -> Iterator[tuple[Ramvid, float, float]]:
         opt.step()
     after = fixed_loss(method, batch)
     yield method.eval(), before, after
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- configs

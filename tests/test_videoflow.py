@@ -19,15 +19,6 @@ from videogen.tasks import predict
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "videoflow"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions: a second thread costs more than it saves (and the CPU may be shared)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny(frames: int = 4, **model: Any) -> VideoFlow:
     """Levels 2, 2 steps, width 16, 16x16 RGB frames, 2 frames of history."""
     settings = {

@@ -18,15 +18,6 @@ from videogen.models.videoflow_glow import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions: a second thread costs more than it saves (and the CPU may be shared)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _trained_looking(glow: Glow, x: torch.Tensor, seed: int = 0) -> Glow:
     """Initialise actnorms from ``x``, then perturb every parameter so that no layer is the
     identity (zero-initialised couplings would otherwise make the test trivial)."""

@@ -50,15 +50,6 @@ TINY_RESIDUAL = {
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "videofusion"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and the test machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**model) -> Config:
     return from_dict(
         Config,

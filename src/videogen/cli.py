@@ -92,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from videogen.demo import run_demo
 
     out = run_demo(args.out, device=args.device, steps=args.steps, progress=not args.quiet)
-    print(f"demo folder: {out}")
+    print(f"demo folder: {out.resolve()}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
