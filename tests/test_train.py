@@ -166,3 +166,50 @@ def test_sigterm_to_the_process_group_checkpoints_with_loader_workers(tmp_path):
     output = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 130, output
     assert latest_checkpoint(run) is not None, output
+
+
+def test_two_processes_write_once_and_seed_each_rank(tmp_path):
+    """`torchrun` with two CPU processes (gloo): rank 0 alone writes the log and checkpoints,
+    every rank keeps its own RNG state, losses are averaged over ranks."""
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    config = tmp_path / "ddp.yaml"
+    config.write_text("method: videoflow\n")
+    overrides = [f"model.{k}={v}" for k, v in TINY.items()] + [
+        "data.name=moving-digits",
+        "data.frames=3",
+        "data.size=16",
+        "data.channels=1",
+        "train.steps=4",
+        "train.batch_size=2",
+        "train.log_every=1",
+        "train.ckpt_every=2",
+        "train.sample_every=0",
+        f"train.out={run}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "videogen",
+        "train",
+        "--quiet",
+        str(config),
+        *overrides,
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("run folder:") == 1
+    steps = [
+        json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().split("\n") if line
+    ]
+    assert steps == [1, 2, 3, 4]
+    rng = torch.load(latest_checkpoint(run) / "rng.pt", weights_only=True)
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])

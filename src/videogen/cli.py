@@ -31,8 +31,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.config, args.overrides)
     run = train(cfg, out=args.out, resume=not args.fresh, progress=not args.quiet)
-    print(f"run folder: {run}")
-    print(f"export: {run / 'export'}")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # once, also under torchrun / accelerate launch
+        print(f"run folder: {run}")
+        print(f"export: {run / 'export'}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:

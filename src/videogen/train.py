@@ -198,6 +198,7 @@ def train(
     run_dir = Path(out if out is not None else t.out)
     method_cls = method_class(cfg.method)
     acc = Accelerator(
+        cpu=not torch.cuda.is_available(),  # lets `torchrun` / `accelerate launch` run on CPUs
         kwargs_handlers=[
             DistributedDataParallelKwargs(find_unused_parameters=method_cls.ddp_find_unused)
         ],
@@ -296,14 +297,19 @@ def train(
             bar.update(1)
 
             if step % t.log_every == 0 or step == t.steps:
-                if bad.item():  # one host sync per log interval
+                # one collective and one host sync per log interval: losses averaged over
+                # ranks, and a non-finite loss on any rank stops every rank
+                names = sorted(sums)
+                values = torch.stack([sums[k] for k in names] + [bad.float()])
+                values = acc.reduce(values, reduction="mean")
+                if values[-1].item() > 0:
                     raise TrainingError(
                         f"non-finite loss before step {step}; the run stopped and the last good "
                         f"checkpoint in {run_dir / 'ckpt'} is kept. Lower train.lr, raise "
                         "train.warmup or set train.grad_clip."
                     )
                 now = time.perf_counter()
-                record = {k: float(v) / count for k, v in sums.items()}
+                record = {k: float(v) / count for k, v in zip(names, values[:-1].tolist())}
                 record.update(
                     step=step,
                     lr=scheduler.get_last_lr()[0],
@@ -320,7 +326,7 @@ def train(
                     acc.unwrap_model(model), ema, cfg, run_dir / "samples" / f"step-{step:07d}.gif"
                 )
             if t.ckpt_every and step % t.ckpt_every == 0 and step < t.steps:
-                if bad.item():
+                if acc.reduce(bad.float(), reduction="sum").item() > 0:
                     raise TrainingError(f"non-finite loss before step {step}; checkpoint skipped")
                 checkpoint(step)
                 batches = data_stream(cfg, stream_seed(t.seed, rank, step), dataset)
