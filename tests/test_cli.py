@@ -192,3 +192,62 @@ def test_demo_writes_metrics_for_each_task(tmp_path):
         for who in ("model", "copy_last_known"):
             assert set(report[task][who]) == {"mse", "psnr", "ssim"}
     assert all((out / f"{t}.gif").is_file() for t in ("predict", "infill", "unconditional"))
+
+
+def test_videoflow_trains_samples_and_reports_bits_per_pixel_through_the_same_commands(tmp_path):
+    config = tmp_path / "flow.yaml"
+    config.write_text(
+        "method: videoflow\n"
+        "model: {levels: 2, steps_per_level: 1, coupling_width: 8, prior_depth: 1,\n"
+        "        prior_width: 8, cond_frames: 1, context_frames: 1}\n"
+        "data: {name: stochastic-shapes, frames: 3, size: 16, channels: 3}\n"
+        "train: {steps: 2, batch_size: 2, log_every: 1, sample_every: 0, ema_decay: null}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", str(config), f"train.out={run}", "--quiet"]) == 0
+    gif = tmp_path / "flow.gif"
+    assert (
+        main(
+            [
+                "sample",
+                str(run),
+                "--task",
+                "predict",
+                "--known",
+                "1",
+                "--frames",
+                "5",
+                "--temperature",
+                "0.6",
+                "--device",
+                "cpu",
+                "--quiet",
+                "-o",
+                str(gif),
+            ]
+        )
+        == 0
+    )
+    assert gif_frames(gif) == 5
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--metrics",
+                "bpd,ssim,psnr",
+                "--num-clips",
+                "4",
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert 0 < metrics["bpd"]["value"] < 16 and 0 <= metrics["ssim"]["value"] <= 1

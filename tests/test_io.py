@@ -192,3 +192,14 @@ def test_tile_and_channels() -> None:
     rgb = np.array([[[[255, 0, 0]]]], np.uint8)
     assert io.match_channels(rgb, 1).item() == 76  # 0.299 * 255
     assert io.match_channels(np.array([[[[9]]]], np.uint8), 3).tolist() == [[[[9, 9, 9]]]]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Regression: atomic writes went through mkstemp and left files readable by owner only."""
+    from videogen.io import write_video
+
+    path = tmp_path / "clip.gif"
+    write_video(path, np.zeros((2, 8, 8, 3), dtype=np.uint8))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
