@@ -30,9 +30,9 @@ for name in mcvd ramvid videoflow; do
 done
 tail -n 25 "$out/videofusion_demo.log"
 python3 benchmarks/quality.py runs/q-mcvd --frames 15 --task predict:known=5 --best-of 10 \
-  --clips 256 --sampler dpm++ --steps 25 --out "$out/q_mcvd" 2>&1 | tail -n 6
+  --clips 64 --sampler dpm++ --steps 25 --out "$out/q_mcvd" 2>&1 | tail -n 6
 python3 benchmarks/quality.py runs/q-ramvid --frames 8 --task predict:known=2 \
-  --task infill:first=2,last=2 --best-of 10 --clips 256 --sampler dpm++ --steps 25 \
+  --task infill:first=2,last=2 --best-of 10 --clips 64 --sampler dpm++ --steps 25 \
   --out "$out/q_ramvid" 2>&1 | tail -n 9
 $vg eval runs/q-videoflow --metrics bpd --num-clips 256 --out "$out/e_videoflow" 2>&1 |
   grep -A 2 '"bpd"'

@@ -6,7 +6,7 @@ set -u
 part=${1:-all}
 out=${OUT:-bench-logs}
 mkdir -p "$out"
-export PYTHONPATH=src PYTHONUNBUFFERED=1
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 run() {  # run NAME SECONDS CMD...: one benchmark, bounded in time, logged
   local name=$1 limit=$2
   shift 2
