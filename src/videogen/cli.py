@@ -73,6 +73,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         sampler=args.sampler,
         guidance=args.guidance,
         temperature=args.temperature,
+        label=args.label,
         seed=args.seed,
         progress=not args.quiet,
     )
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", help="ddpm, ddim, dpm++, dpm++sde, unipc, euler, ...")
     s.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     s.add_argument("--temperature", type=float, help="flows: prior temperature")
+    s.add_argument("--label", type=int, help="class index, for class-conditional models")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=default_device())
     s.add_argument("-o", "--output", required=True, help="out.gif / out.png (grid) or out.mp4")

@@ -118,6 +118,8 @@ def _as_clips(item: Any) -> Iterator[Tensor]:
     the device, a quarter of the bytes to move), float checked to lie in [-1, 1]."""
     if isinstance(item, dict):
         item = item["video"]
+    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Tensor):
+        item = item[0]  # a (clip, class label) pair of a labelled dataset
     x = torch.as_tensor(np.asarray(item)) if not isinstance(item, Tensor) else item
     if x.dtype == torch.uint8:
         if x.ndim == 4:

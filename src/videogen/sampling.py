@@ -95,13 +95,15 @@ def sample_task(
     sampler: str | None = None,
     guidance: float | None = None,
     temperature: float | None = None,
+    label: int | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> TaskResult:
     """Run ``task`` on ``clips`` input clips, ``samples`` samples each.
 
     ``frames`` is the length of the output video (default: the method's window); for
-    ``upsample`` the input is read at low frame rate and spread by ``every``.
+    ``upsample`` the input is read at low frame rate and spread by ``every``. ``label`` is a
+    class index for class-conditional models (VideoFusion with ``num_classes``).
     """
     from videogen.data import to_model
 
@@ -123,6 +125,11 @@ def sample_task(
         raise ValueError(f"{method.name} cannot do task {task!r} here: {reason}")
     video = video.repeat_interleave(samples, dim=0)
     pattern = pattern.repeat_interleave(samples, dim=0)
+    extra = {}
+    if label is not None:
+        if not getattr(getattr(method, "model_cfg", None), "num_classes", 0):
+            raise ValueError(f"{method.name} here is not class-conditional; drop --label")
+        extra["labels"] = torch.full((video.shape[0],), label, dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
     out = rollout(
         method,
@@ -134,6 +141,7 @@ def sample_task(
         temperature=temperature,
         generator=gen,
         progress=progress,
+        **extra,
     )
     source_index = [i for i in range(clips) for _ in range(samples)]
     return TaskResult(video=video, known=pattern, samples=out, source=source_index)

@@ -95,10 +95,12 @@ class GeneratedSource(ClipSource):
 
 @dataclass
 class VideoRef:
-    """One video of a file-backed source: a name for messages and its frame count."""
+    """One video of a file-backed source: a name for messages, its frame count and, for
+    class-labelled data (UCF-101's classes, say), its class index."""
 
     name: str
     frames: int
+    label: int | None = None
 
 
 class FileSource(ClipSource):
@@ -169,19 +171,30 @@ class FileSource(ClipSource):
             f"first: {first}: {self.skips.reasons[first]}"
         )
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        out = []
-        while len(out) < n:
+    @property
+    def labelled(self) -> bool:
+        """Whether the videos carry class labels (then the datasets yield (clip, label))."""
+        return any(v.label is not None for v in self.videos)
+
+    def sample_labelled(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` random clips and the class label of the video each came from."""
+        clips, labels = [], []
+        while len(clips) < n:
             if self._failed == len(self.videos):
                 raise self._all_failed()
             index = int(rng.integers(len(self.videos)))
             start = int(rng.integers(self.videos[index].frames - self.shape.span + 1))
             clip = self._try_read(index, start)
             if clip is not None:
-                out.append(clip)
-        return np.stack(out)
+                clips.append(clip)
+                labels.append(self.videos[index].label)
+        return np.stack(clips), np.asarray(labels)
 
-    def test_clip(self, index: int, seed: int) -> np.ndarray:
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.sample_labelled(rng, n)[0]
+
+    def test_item(self, index: int, seed: int) -> tuple[np.ndarray, int | None]:
+        """Test clip ``index`` and the label of its video."""
         rng = test_rng(seed, index)
         for step in range(len(self.videos)):
             # a broken video hands its slot to the next one: still a function of (seed, index)
@@ -190,12 +203,16 @@ class FileSource(ClipSource):
             start = 0 if self.test_start == "first" else int(rng.integers(room))
             clip = self._try_read(v, start)
             if clip is not None:
-                return clip
+                return clip, self.videos[v].label
         raise self._all_failed()
+
+    def test_clip(self, index: int, seed: int) -> np.ndarray:
+        return self.test_item(index, seed)[0]
 
 
 class TrainClips(IterableDataset):
-    """Random training clips ``uint8 (T, H, W, C)`` from ``source``, forever (or ``length``).
+    """Random training clips ``uint8 (T, H, W, C)`` from ``source``, forever (or ``length``);
+    ``(clip, label)`` pairs when the source is class-labelled.
 
     Worker ``w`` of a DataLoader draws from ``seed`` and ``w``, so workers never repeat each
     other and a run is reproducible for a fixed worker count. Iterating again restarts the
@@ -217,16 +234,23 @@ class TrainClips(IterableDataset):
         if self.length is not None:
             left = self.length // workers + (worker < self.length % workers)
         chunk = getattr(self.source, "chunk", 1)
+        labelled = getattr(self.source, "labelled", False)
         while left is None or left > 0:
             n = chunk if left is None else min(chunk, left)
-            for clip in self.source.sample(rng, n):
-                yield torch.from_numpy(clip)
+            if labelled:
+                clips, labels = self.source.sample_labelled(rng, n)
+                for clip, label in zip(clips, labels):
+                    yield torch.from_numpy(clip), torch.tensor(int(label))
+            else:
+                for clip in self.source.sample(rng, n):
+                    yield torch.from_numpy(clip)
             if left is not None:
                 left -= n
 
 
 class TestClips(Dataset):
-    """The fixed test set: ``length`` clips, clip ``i`` a function of (seed, i) only."""
+    """The fixed test set: ``length`` clips (``(clip, label)`` pairs for labelled sources),
+    clip ``i`` a function of (seed, i) only."""
 
     def __init__(self, source: ClipSource, seed: int = 0, length: int | None = None) -> None:
         self.source, self.seed = source, seed
@@ -241,7 +265,10 @@ class TestClips(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if not -self.length <= index < self.length:
             raise IndexError(f"test clip {index} of {self.length}")
+        if getattr(self.source, "labelled", False):
+            clip, label = self.source.test_item(index % self.length, self.seed)
+            return torch.from_numpy(clip), torch.tensor(int(label))
         return torch.from_numpy(self.source.test_clip(index % self.length, self.seed))

@@ -10,6 +10,7 @@ its output step.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,17 @@ from videogen.io import VideoError, read_video, video_info
 OPTIONS = {
     "cache_mb": 1024,  # decoded-video cache per process; 0 turns it off
     "test_start": "random",
+    "labels": False,  # yield (clip, class index) pairs; see class_name
 }
+
+UCF_NAME = re.compile(r"^v_(?P<cls>[A-Za-z0-9]+)_g\d+_c\d+$")
+
+
+def class_name(path: Path) -> str:
+    """The class of a video: UCF-101's ``v_<Class>_gNN_cNN`` names, else its folder's name
+    (Kinetics' ``ROOT/<split>/<class>/<video>.mp4``)."""
+    match = UCF_NAME.match(path.stem)
+    return match["cls"] if match else path.parent.name
 
 
 class VideoFiles(FileSource):
@@ -34,12 +45,17 @@ class VideoFiles(FileSource):
         paths: Sequence[Path],
         cache_mb: float = 1024,
         test_start: str = "random",
+        labels: bool = False,
     ) -> None:
         skips = SkipLog()
         videos = []
+        # class indices in sorted order of the class names present (UCF-101's classInd.txt
+        # order, which is alphabetical too)
+        classes = sorted({class_name(Path(p)) for p in paths}) if labels else []
         for path in paths:
+            label = classes.index(class_name(Path(path))) if labels else None
             try:
-                videos.append(VideoRef(str(path), video_info(path)["frames"]))
+                videos.append(VideoRef(str(path), video_info(path)["frames"], label))
             except VideoError as err:
                 skips.add(path, str(err))
         super().__init__(shape, videos, test_start, skips)
