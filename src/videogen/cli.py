@@ -124,6 +124,20 @@ def cmd_data_preview(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from videogen.data import prepare
+
+    report = prepare(
+        args.source, args.target, size=args.size, channels=args.channels, progress=not args.quiet
+    )
+    print(
+        f"prepared {report['prepared']} videos into {args.target} "
+        f"({report['existing']} already there, {len(report['unreadable'])} unreadable)"
+    )
+    for path in report["unreadable"]:
+        print(f"  unreadable: {path}")
+
+
 def cmd_data_info(args: argparse.Namespace) -> None:
     from videogen.data import info
 
@@ -203,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--frames", type=int, default=16)
     dp.add_argument("--count", type=int, default=4)
     dp.set_defaults(func=cmd_data_preview)
+    dr = dsub.add_parser("prepare", help="decode a video folder once at the training size")
+    dr.add_argument("source", help="folder of video files (searched recursively)")
+    dr.add_argument("target", help="output folder: one .npy per video, lists copied")
+    dr.add_argument("--size", type=int, default=64)
+    dr.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    dr.add_argument("--quiet", action="store_true")
+    dr.set_defaults(func=cmd_data_prepare)
     di = dsub.add_parser("info", help="frames, size, fps and unreadable files of videos")
     di.add_argument("path")
     di.add_argument("--json", action="store_true")

@@ -8,6 +8,7 @@ from videogen.data.build import DATASETS, build_dataset, build_source
 from videogen.data.clips import ClipShape, TestClips, TrainClips
 from videogen.data.errors import DatasetError, SkippedVideoWarning
 from videogen.data.inspection import info, preview
+from videogen.data.prepare import prepare
 from videogen.data.registry import BENCHMARKS, Benchmark, Protocol
 from videogen.data.transforms import to_model, to_uint8
 
@@ -24,6 +25,7 @@ __all__ = [
     "build_dataset",
     "build_source",
     "info",
+    "prepare",
     "preview",
     "to_model",
     "to_uint8",

@@ -101,6 +101,10 @@ def open_path(path: Path, split: str, shape: ClipShape, options: dict) -> FileSo
     if videos:
         videos, _ = split_by_lists(videos, path, split)
         return make_file_source("videos", videos, shape, options)
+    prepared = sorted(path.rglob("*.npy"))  # `videogen data prepare`: one array per video
+    if len(prepared) > 1:
+        prepared, _ = split_by_lists(prepared, path, split)
+        return make_file_source("videos", prepared, shape, options)
     sequences = find_frame_sequences(path, options.get("group"))
     if sequences:
         return make_file_source("frames", sequences, shape, options)

@@ -204,8 +204,9 @@ def split_by_lists(
     names = set()
     for line in lists[0].read_text().splitlines():
         if line.strip():
-            names.add(Path(line.split()[0]).name)  # "Class/v_x.avi 12" -> "v_x.avi"
-    return [v for v in videos if v.name in names], True
+            names.add(Path(line.split()[0]).stem)  # "Class/v_x.avi 12" -> "v_x"
+    # stems, so a prepared folder (v_x.npy) matches the lists as the videos (v_x.avi) do
+    return [v for v in videos if v.stem in names], True
 
 
 def _sources(name: str, root: Path, split: str) -> tuple[str, Any, dict]:
