@@ -251,3 +251,15 @@ def test_videoflow_trains_samples_and_reports_bits_per_pixel_through_the_same_co
     )
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert 0 < metrics["bpd"]["value"] < 16 and 0 <= metrics["ssim"]["value"] <= 1
+
+
+def test_weights_of_another_model_are_refused_plainly(run, tmp_path, capsys):
+    import shutil
+
+    export = tmp_path / "export"
+    shutil.copytree(run / "export", export)
+    config = json.loads((export / "config.json").read_text())
+    config["model"]["ngf"] = 32  # the weights were trained with ngf 16
+    (export / "config.json").write_text(json.dumps(config))
+    assert main(["sample", str(export), "--device", "cpu", "-o", str(tmp_path / "x.gif")]) == 2
+    assert "does not hold weights of this mcvd model" in capsys.readouterr().err

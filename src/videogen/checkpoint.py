@@ -105,6 +105,20 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors state dict, or say plainly that it belongs to another model."""
+    state = load_file(str(path))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        name = getattr(model, "name", type(model).__name__)
+        first = str(err).split("\n")[1].strip() if "\n" in str(err) else str(err)
+        raise ValueError(
+            f"{path} does not hold weights of this {name} model (config.json beside it "
+            f"describes another method or size): {first}"
+        ) from err
+
+
 def load_checkpoint(
     path: Path,
     *,
@@ -113,7 +127,7 @@ def load_checkpoint(
     scheduler: Any = None,
 ) -> dict[str, Any]:
     """Load weights (and optimizer/scheduler when given) in place; return step, ema, rng."""
-    model.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+    load_weights(model, path / WEIGHTS_NAME)
     ema_path = path / "ema.safetensors"
     ema = load_file(str(ema_path)) if ema_path.is_file() else None
     if optimizer is not None:
@@ -171,7 +185,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> Vid
     method = build_method(cfg)
     export = path if (path / WEIGHTS_NAME).is_file() else path / "export"
     if (export / WEIGHTS_NAME).is_file():
-        method.load_state_dict(load_file(str(export / WEIGHTS_NAME)))
+        load_weights(method, export / WEIGHTS_NAME)
     else:
         ckpt = latest_checkpoint(path)
         if ckpt is None:
