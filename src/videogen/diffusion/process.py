@@ -76,11 +76,15 @@ class VideoDiffusion:
 
     # ------------------------------------------------------------------ forward process
 
+    def schedule(self, device: torch.device | str) -> Tensor:
+        """``ᾱ_t`` on ``device``, moved there once: a blocking host-to-device copy per step
+        would sync the stream."""
+        if self.alphas_cumprod.device != torch.device(device):
+            self.alphas_cumprod = self.alphas_cumprod.to(device)
+        return self.alphas_cumprod
+
     def _coefs(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-        if self.alphas_cumprod.device != like.device:
-            # moved once: a blocking host-to-device copy per step would sync the stream
-            self.alphas_cumprod = self.alphas_cumprod.to(like.device)
-        abar = self.alphas_cumprod[t.long()]
+        abar = self.schedule(like.device)[t.long()]
         return _bcast(abar.sqrt(), like).to(like.dtype), _bcast((1 - abar).sqrt(), like).to(
             like.dtype
         )
@@ -242,14 +246,19 @@ class VideoDiffusion:
             no_known = torch.zeros_like(known)
             zeros = torch.zeros_like(clean)
 
-        for t in tqdm(sched.timesteps, disable=not progress, desc="sampling", leave=False):
+        # the step values read once: a float() of a device tensor per step would sync the host
+        values = sched.timesteps.tolist()
+        steps_iter = zip(sched.timesteps, values)
+        for t, value in tqdm(
+            steps_iter, total=len(values), disable=not progress, desc="sampling", leave=False
+        ):
             x_in = sched.scale_model_input(x, t)
-            tt = torch.full((shape[0],), float(t), device=video.device)
+            tt = torch.full((shape[0],), float(value), device=video.device)
             cond_in = torch.where(known_f, clean, x_in) if self.known_in_input else x_in
             if guided:
                 # The unconditional branch sees known positions noised to the current level,
                 # as in its training, rather than clean frames.
-                idx = torch.full((shape[0],), int(round(float(t))), device=video.device)
+                idx = torch.full((shape[0],), int(round(value)), device=video.device)
                 idx = idx.clamp(0, self.cfg.timesteps - 1)
                 unc_in = torch.where(known_f, self.q_sample(clean, idx, noise()), x_in)
                 both = denoiser(

@@ -175,16 +175,11 @@ class VideoFusion(VideoMethod):
 
     # ------------------------------------------------------------------ the denoiser
 
-    def _schedule_on(self, device: torch.device) -> None:
-        # moved once, so the per-step lookups never copy from the host
-        if self.diffusion.alphas_cumprod.device != device:
-            self.diffusion.alphas_cumprod = self.diffusion.alphas_cumprod.to(device)
-
     def _noise_scale(self, t: Tensor) -> Tensor:
         """``sqrt(1 - ᾱ_t)`` ``(B,)`` for float timesteps ``t``."""
-        abar = self.diffusion.alphas_cumprod
+        abar = self.diffusion.schedule(t.device)
         index = t.round().long().clamp(0, abar.numel() - 1)
-        return (1 - abar.to(t.device)[index]).sqrt()
+        return (1 - abar[index]).sqrt()
 
     def _extra(self, cond: Tensor, known: Tensor) -> Tensor | None:
         """The residual generator's conditioning channels: clean known frames, known mask."""
@@ -253,7 +248,6 @@ class VideoFusion(VideoMethod):
         with ``cond_frames``, ``known_frames`` (mean number of known frames per clip).
         """
         self._check_video(video)
-        self._schedule_on(video.device)
         b, frames = video.shape[:2]
         if self.masks is not None:
             # drawn on the CPU; a non-blocking copy keeps the host from waiting on the GPU
@@ -323,8 +317,7 @@ class VideoFusion(VideoMethod):
         class_guided = labels is not None
         # Without labels, guidance is the engine's: against the branch with nothing known.
         engine_guidance = scale if self.model_cfg.cond_frames and not class_guided else 1.0
-        self._schedule_on(video.device)
-        diffusion.alphas_cumprod = self.diffusion.alphas_cumprod
+        diffusion.alphas_cumprod = self.diffusion.schedule(video.device)
         return diffusion.sample(
             self.denoiser(y, scale if class_guided else 1.0),
             video,
