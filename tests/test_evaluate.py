@@ -17,6 +17,7 @@ from videogen.evaluate import (
     eval_kwargs,
     evaluate_run,
     iter_batches,
+    iter_labelled_batches,
     merge_shards,
     to_float,
 )
@@ -280,6 +281,37 @@ def test_float_batches_are_accepted_and_checked():
     assert torch.allclose(mixed, floats[:2])
     with pytest.raises(ProtocolError, match=r"\[-1, 1\]"):
         list(iter_batches([floats * 2], batch_size=2, num_clips=5))
+
+
+def test_class_labels_are_batched_with_their_clips():
+    clips = make_clips(5)
+    pairs = [(clip, torch.tensor(i % 3)) for i, clip in enumerate(clips)]
+    batches = list(iter_labelled_batches(pairs, batch_size=2, num_clips=5))
+    assert [labels.tolist() for _, labels in batches] == [[0, 1], [2, 0], [1]]
+    assert torch.equal(
+        torch.cat([v for v, _ in batches]), torch.stack(clips).permute(0, 1, 4, 2, 3)
+    )
+    # (clips, labels) batches and dicts as a DataLoader gives them
+    stacked = [
+        (torch.stack(clips[:3]), torch.tensor([0, 1, 2])),
+        {"video": torch.stack(clips[3:]), "labels": torch.tensor([0, 1])},
+    ]
+    assert [y.tolist() for _, y in iter_labelled_batches(stacked, 2, 5)] == [[0, 1], [2, 0], [1]]
+    assert all(y is None for _, y in iter_labelled_batches(clips, 2, 5))
+    with pytest.raises(ProtocolError, match="test clip 1 has no class label but clip 0 has one"):
+        list(iter_labelled_batches([pairs[0], clips[1]], 2, 2))
+    with pytest.raises(ProtocolError, match="3 clips but 2 labels"):
+        list(iter_labelled_batches([(torch.stack(clips[:3]), torch.tensor([0, 1]))], 2, 3))
+
+
+def test_a_method_without_classes_ignores_the_labels(weights, tmp_path):
+    """NoisyOracle.generate takes no ``labels``: passing them would fail."""
+    pairs = [(clip, torch.tensor(1)) for clip in make_clips(8)]
+    labelled = run(weights, tmp_path, clips=pairs, metrics=("ssim",), out_dir=None)
+    plain = run(weights, tmp_path, metrics=("ssim",), out_dir=None)
+    assert labelled["protocol"]["labels"] is None
+    assert labelled["metrics"]["ssim"]["protocol"]["labels"] is None
+    assert labelled["metrics"]["ssim"]["value"] == plain["metrics"]["ssim"]["value"]
 
 
 def test_best_of_picks_each_metric_per_video():

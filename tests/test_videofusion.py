@@ -23,6 +23,7 @@ from videogen.diffusion.decomposed import (
     noise_covariance,
     remove_base,
 )
+from videogen.evaluate import NULL_LABEL, TEST_LABELS, evaluate_path, evaluate_run
 from videogen.methods import build_method
 from videogen.methods.videofusion import VideoFusion
 from videogen.rollout import rollout
@@ -511,6 +512,102 @@ def test_trainer_runs_class_conditional_with_pretrained_base_and_exports(tmp_pat
         guidance=2.0,
     )
     assert out.shape == (2, FRAMES, 1, SIZE, SIZE)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def record_labels(method: VideoFusion, calls: list) -> None:
+    """Wrap the real ``generate`` of ``method`` to record the labels of every call."""
+    generate = method.generate
+
+    def recording(video, known, **kwargs):
+        labels = kwargs.get("labels")
+        calls.append(None if labels is None else labels.tolist())
+        return generate(video, known, **kwargs)
+
+    method.generate = recording
+
+
+def labelled_evaluation(method: VideoFusion, clips: list, **kw) -> dict:
+    settings = dict(task="predict", task_kwargs={"known": 2}, metrics=("ssim", "psnr"))
+    settings.update(best_of=1, num_clips=len(clips), batch_size=2, steps=2, device="cpu")
+    return evaluate_run(method, clips, **{**settings, **kw})
+
+
+def random_clips(n: int, frames: int = FRAMES) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, frames, SIZE, SIZE, CH), generator=g, dtype=torch.uint8)
+
+
+def test_evaluation_samples_each_test_clip_with_its_class_in_every_window_and_sample():
+    method = tiny_method(num_classes=3, cond_frames=True)
+    calls: list = []
+    record_labels(method, calls)
+    classes = [2, 0, 1, 1, 0]
+    clips = random_clips(5, frames=FRAMES + 3)  # two rollout windows per sample
+    pairs = [(clip, torch.tensor(y)) for clip, y in zip(clips, classes)]
+    result = labelled_evaluation(method, pairs, best_of=2)
+    # batches of 2 clips x 2 samples x 2 windows
+    assert calls == [[2, 0]] * 4 + [[1, 1]] * 4 + [[0]] * 4
+    assert result["protocol"]["labels"] == TEST_LABELS == "test clips' classes"
+    assert all(m["protocol"]["labels"] == TEST_LABELS for m in result["metrics"].values())
+
+
+def test_evaluation_of_a_class_conditional_model_without_labels_uses_the_null_label():
+    method = tiny_method(num_classes=3, cond_frames=True)
+    calls: list = []
+    record_labels(method, calls)
+    with pytest.warns(UserWarning, match="data.options.labels"):
+        result = labelled_evaluation(method, list(random_clips(2)))
+    assert calls == [None] and result["protocol"]["labels"] == NULL_LABEL
+    # an unconditional model (it refuses labels) on labelled clips ignores them
+    pairs = [(clip, torch.tensor(1)) for clip in random_clips(2)]
+    result = labelled_evaluation(tiny_method(cond_frames=True), pairs)
+    assert result["protocol"]["labels"] is None
+
+
+def test_videogen_eval_labels_the_clips_of_a_labelled_video_folder(tmp_path, monkeypatch):
+    """Through ``evaluate_path`` (``videogen eval``): a folder with ``data.options.labels``
+    gives each clip its video's class; dark videos are class 0, bright ones class 1."""
+    import numpy as np
+
+    from videogen.io import write_video
+
+    folder = tmp_path / "ucf"
+    for cls, level in (("ApplyLipstick", 40), ("Biking", 200)):
+        for g in (1, 2):
+            frames = np.full((FRAMES + 2, SIZE, SIZE, CH), level, dtype=np.uint8)
+            write_video(folder / f"v_{cls}_g{g:02d}_c01.avi", frames)
+    method = tiny_method(num_classes=2, cond_frames=True)
+    method.cfg.data.name, method.cfg.data.options = str(folder), {"labels": True}
+    method.save_pretrained(tmp_path / "export")
+    seen: list[tuple[list[float], list[int]]] = []
+    generate = VideoFusion.generate
+
+    def recording(self, video, known, **kwargs):
+        seen.append((video[:, 0].mean(dim=(1, 2, 3)).tolist(), kwargs["labels"].tolist()))
+        return generate(self, video, known, **kwargs)
+
+    monkeypatch.setattr(VideoFusion, "generate", recording)
+    evaluate_path(
+        tmp_path / "export",
+        task="predict",
+        task_kwargs={"known": 2},
+        metrics=["ssim"],
+        num_clips=4,
+        batch_size=2,
+        steps=2,
+        device="cpu",
+        out_dir=tmp_path / "eval",
+    )
+    brightness = [b for bs, _ in seen for b in bs]
+    labels = [y for _, ys in seen for y in ys]
+    assert len(seen) == 2 and sorted(labels) == [0, 0, 1, 1]
+    assert labels == [int(b > 0) for b in brightness]  # the known frame is in [-1, 1]
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["protocol"]["labels"] == TEST_LABELS
+    assert saved["protocol"]["data"]["options"] == {"labels": True}
 
 
 # --------------------------------------------------------------------------- configs

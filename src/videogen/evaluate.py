@@ -3,8 +3,10 @@
 ``evaluate_run(method, clips, ...)`` takes any object with ``generate(video, known, *, steps,
 sampler, temperature, guidance, generator)`` (and, for likelihood models, ``log_likelihood``),
 and an iterable of test clips (uint8 ``(T, H, W, C)`` clips, uint8 ``(B, T, H, W, C)`` or float
-``(B, T, C, H, W)`` batches in [-1, 1]). For every test clip it draws ``best_of`` samples with
-the task's known frames and computes:
+``(B, T, C, H, W)`` batches in [-1, 1]; any of them with class labels, as ``(clip, label)`` pairs,
+``(clips, labels)`` batches or dicts with ``video`` and ``labels``). For every test clip it draws
+``best_of`` samples with the task's known frames (a class-conditional method, one with
+``model_cfg.num_classes``, gets the clip's own class as ``labels=``) and computes:
 
 - FVD / KVD: I3D features of the test clips against those of the first ``fvd_samples`` samples
   per clip, over all frames or only the generated ones (``fvd_include_known``). Real features
@@ -27,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +64,8 @@ METRICS = ("fvd", "kvd", "is", "ssim", "psnr", "lpips", "bpd")
 FRAME_METRICS = {"ssim": 1, "psnr": 1, "lpips": -1}
 RANGE_TOLERANCE = 1e-3  # generated values may overshoot [-1, 1] by float error, no more
 CACHE_VERSION = 1
+TEST_LABELS = "test clips' classes"
+NULL_LABEL = "null label: the test clips carry no class labels"
 
 
 class ProtocolError(ValueError):
@@ -91,6 +96,9 @@ class Protocol:
     sampler: str | None = None
     temperature: float | None = None
     guidance: float | None = None
+    # the class labels a class-conditional method samples with (TEST_LABELS or NULL_LABEL);
+    # None for a method that takes no labels. Set from the first test batch.
+    labels: str | None = None
 
     def check(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -113,13 +121,20 @@ class Protocol:
 # --------------------------------------------------------------------------- test clips
 
 
-def _as_clips(item: Any) -> Iterator[Tensor]:
-    """Clips ``(T, C, H, W)`` from one item of the test iterable: uint8 as given (converted on
-    the device, a quarter of the bytes to move), float checked to lie in [-1, 1]."""
+def _as_clips(item: Any) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Clips ``(T, C, H, W)`` from one item of the test iterable, each with its class label
+    (a long scalar) or None: uint8 as given (converted on the device, a quarter of the bytes
+    to move), float checked to lie in [-1, 1]."""
+    labels = None
     if isinstance(item, dict):
-        item = item["video"]
-    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Tensor):
-        item = item[0]  # a (clip, class label) pair of a labelled dataset
+        item, labels = item["video"], item.get("labels")
+    if (
+        isinstance(item, (tuple, list))
+        and len(item) == 2
+        and isinstance(item[0], Tensor)
+        and getattr(item[1], "ndim", 0) <= 1
+    ):
+        item, labels = item  # a (clip, class label) pair of a labelled dataset, or a batch
     x = torch.as_tensor(np.asarray(item)) if not isinstance(item, Tensor) else item
     if x.dtype == torch.uint8:
         if x.ndim == 4:
@@ -141,7 +156,13 @@ def _as_clips(item: Any) -> Iterator[Tensor]:
         x = x.float()
     else:
         raise ProtocolError(f"test clips must be uint8 or float tensors, got {x.dtype}")
-    yield from x.unbind(0)
+    if labels is None:
+        yield from ((clip, None) for clip in x.unbind(0))
+        return
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    if labels.numel() != x.shape[0]:
+        raise ProtocolError(f"a test item has {x.shape[0]} clips but {labels.numel()} labels")
+    yield from zip(x.unbind(0), labels.unbind(0))
 
 
 def to_float(video: Tensor) -> Tensor:
@@ -158,24 +179,41 @@ def _stack(clips: list[Tensor]) -> Tensor:
 def iter_batches(clips: Iterable[Any], batch_size: int, num_clips: int) -> Iterator[Tensor]:
     """Batches ``(B, T, C, H, W)`` of the first ``num_clips`` clips, all of one shape: uint8
     where the clips are uint8, else float in [-1, 1] (``to_float`` converts)."""
+    for video, _ in iter_labelled_batches(clips, batch_size, num_clips):
+        yield video
+
+
+def iter_labelled_batches(
+    clips: Iterable[Any], batch_size: int, num_clips: int
+) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """``iter_batches`` with the clips' class labels ``(B,)`` (long), or None where the test
+    items carry none; either every clip has a label or none has."""
     if hasattr(clips, "__len__") and len(clips) < num_clips and _clips_are_single(clips):
         raise _too_few(len(clips), num_clips)
     pending: list[Tensor] = []
-    count, shape = 0, None
+    pending_labels: list[Tensor] = []
+    count, shape, labelled = 0, None, False
     for item in clips:
-        for clip in _as_clips(item):
+        for clip, label in _as_clips(item):
             if shape is None:
-                shape = clip.shape
+                shape, labelled = clip.shape, label is not None
             elif clip.shape != shape:
                 raise ProtocolError(
                     f"test clip {count} is {_shape(clip)} but clip 0 is {_shape_of(shape)}; "
                     "a real set has one frame count and resolution (data.frames, data.size)"
                 )
+            elif (label is not None) != labelled:
+                raise ProtocolError(
+                    f"test clip {count} {'has no' if labelled else 'has a'} class label but "
+                    f"clip 0 {'has one' if labelled else 'has none'}"
+                )
             pending.append(clip)
+            if label is not None:
+                pending_labels.append(label)
             count += 1
             if len(pending) == batch_size or count == num_clips:
-                yield _stack(pending)
-                pending = []
+                yield _stack(pending), torch.stack(pending_labels) if labelled else None
+                pending, pending_labels = [], []
             if count == num_clips:
                 return
     if count < num_clips:
@@ -374,6 +412,11 @@ def evaluate_run(
     them, named by ``real_spec`` for the cache) gives another real set, as unconditional
     generation protocols do with the train split; it must match the test clips' frames and
     resolution.
+
+    A class-conditional method (``method.model_cfg.num_classes`` > 0) samples each test clip
+    with the clip's own class (``generate(..., labels=)``) where the test items carry labels;
+    where they carry none it samples with the null label and warns. The protocol's ``labels``
+    says which; other methods ignore labels in the data (``labels``: None).
     """
     proto = Protocol(
         task="indices" if known is not None else task,
@@ -433,12 +476,13 @@ def evaluate_run(
     shape: tuple[int, ...] | None = None
     cache: _RealCache | None = None
     real_spec = real_spec if real_clips is not None else data_spec
-    for b_idx, video in enumerate(iter_batches(clips, batch_size, num_clips)):
+    for b_idx, (video, labels) in enumerate(iter_labelled_batches(clips, batch_size, num_clips)):
         if known_row is None:
             shape = tuple(video.shape[1:])
             known_row = _known_row(proto, video.shape[1])
             _check_task(proto, known_row, shape)
             _check_method(method, known_row, len(video))
+            proto.labels = _labels_protocol(method, labelled=labels is not None)
             if nets.i3d is not None and real_clips is None:
                 cache = _RealCache.open(proto, nets.i3d, known_row, shape, real_spec, cache_dir)
         if b_idx not in my_batches:
@@ -446,7 +490,8 @@ def evaluate_run(
         keep = shown if state.is_main_process else None
         in_loop = cache is not None and cache.features is None  # real features on the way
         batch = to_float(video.to(dev, non_blocking=True))
-        _evaluate_batch(method, batch, b_idx, proto, nets, known_row, in_loop, shard, keep)
+        labels = labels if proto.labels == TEST_LABELS else None  # only for class-conditional
+        _evaluate_batch(method, batch, labels, b_idx, proto, nets, known_row, in_loop, shard, keep)
 
     assert known_row is not None and shape is not None
     merged = merge_shards(gather_object([{k: torch.cat(v) for k, v in shard.items()}]))
@@ -565,6 +610,23 @@ def _check_method(method: Any, known_row: Tensor, batch: int) -> None:
             raise ProtocolError(f"{type(method).__name__} cannot do this task: {reason}")
 
 
+def _labels_protocol(method: Any, labelled: bool) -> str | None:
+    """``Protocol.labels``: what a class-conditional method samples with (the test clips'
+    classes, or the null label, with a warning, where the test data has none); None for a
+    method without classes, which ignores labels in the data."""
+    if not getattr(getattr(method, "model_cfg", None), "num_classes", 0):
+        return None
+    if labelled:
+        return TEST_LABELS
+    warnings.warn(
+        f"{type(method).__name__} is class-conditional but the test clips carry no class "
+        "labels: every clip is sampled with the null label (unconditional). For a labelled "
+        "video dataset set data.options.labels: true in the run's config",
+        stacklevel=3,
+    )
+    return NULL_LABEL
+
+
 def _generate(method: Any, video: Tensor, known: Tensor, **kwargs: Any) -> Tensor:
     return method.generate(video, known, **kwargs)
 
@@ -572,6 +634,7 @@ def _generate(method: Any, video: Tensor, known: Tensor, **kwargs: Any) -> Tenso
 def _evaluate_batch(
     method: Any,
     video: Tensor,
+    labels: Tensor | None,
     b_idx: int,
     proto: Protocol,
     nets: _Nets,
@@ -582,6 +645,7 @@ def _evaluate_batch(
 ) -> None:
     b, t = video.shape[:2]
     first_clip = b_idx * proto.batch_size
+    extra = {} if labels is None else {"labels": labels.to(video.device)}  # each clip's class
     known = known_row.to(video.device).expand(b, t).clone()
     gen_frames = (~known_row).nonzero().flatten().to(video.device)
     fvd_frames = torch.arange(t, device=video.device) if proto.fvd_include_known else gen_frames
@@ -608,6 +672,7 @@ def _evaluate_batch(
                 temperature=proto.temperature,
                 guidance=proto.guidance,
                 generator=gen,
+                **extra,
             )
             out = checker.update(_check_shape(out, video))
             if nets.i3d is not None and s < proto.fvd_samples:
@@ -738,7 +803,7 @@ def _summarise(
         )
     t, c, h, w = shape
     gen = _gen_list(known_row)
-    common = {"num_clips": n, "seed": proto.seed}
+    common = {"num_clips": n, "seed": proto.seed, "labels": proto.labels}
     result_proto = {
         "run": run_name,
         "data": data_spec,
