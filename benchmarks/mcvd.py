@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -57,6 +58,7 @@ def parse_args() -> argparse.Namespace:
         "--samplers", default=None, help="SAMPLER:STEPS,... (default ddpm:100,ddim:20,dpm++:20)"
     )
     p.add_argument("--sample-batch", type=int, default=64)
+    p.add_argument("--profile", type=int, default=0, help="profile this many steps; top kernels")
     p.add_argument("--tiny", action="store_true", help="a tiny model for a CPU check")
     p.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
     return p.parse_args()
@@ -73,6 +75,19 @@ def forward_flops(method: MCVD, video: torch.Tensor, known: torch.Tensor) -> int
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         method.denoise(video[:1], t, video[:1], known[:1])
     return counter.get_total_flops()
+
+
+def print_profile(step: Callable[[], None], steps: int, device: torch.device) -> None:
+    """The 25 kernels (or CPU ops) with the most self time over ``steps`` training steps."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60))
 
 
 def main() -> None:
@@ -158,6 +173,9 @@ def main() -> None:
         ("fraction of H100 bf16 peak", f"{achieved / H100_BF16_PEAK:.1%}"),
         ("peak memory (train)", f"{peak:.2f} GiB" if peak is not None else "n/a"),
     ]
+
+    if args.profile:
+        print_profile(train_step, args.profile, device)
 
     method.eval()
     sb = args.sample_batch

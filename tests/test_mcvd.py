@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from videogen.config import ConfigError, load_config
 from videogen.methods import build_method
 from videogen.methods.mcvd import MCVD
-from videogen.models.unet_stack2d import Resample, StackUNet, StackUNetSpec
+from videogen.models.unet_stack2d import Resample, StackUNet, StackUNetSpec, fir_down, fir_up
 from videogen.nn.spatin import Spatin
 from videogen.tasks import from_indices, predict
 
@@ -110,7 +110,7 @@ def test_unet_runs_and_depends_on_the_conditioning(cond):
 def test_fir_resampling_matches_upfirdn():
     """The stock-op FIR equals upfirdn2d with the [1, 3, 3, 1] kernel and its padding."""
     torch.manual_seed(0)
-    x = torch.randn(2, 3, 8, 8)
+    x = torch.randn(2, 3, 8, 6)
     k = torch.tensor([1.0, 3.0, 3.0, 1.0])
     k2 = torch.outer(k, k) / k.sum() ** 2
     w = k2[None, None].expand(3, 1, 4, 4)
@@ -118,10 +118,20 @@ def test_fir_resampling_matches_upfirdn():
     ref_down = F.conv2d(F.pad(x, (1, 1, 1, 1)), w, groups=3)[..., ::2, ::2]
     assert torch.allclose(Resample(3, "down")(x), ref_down, atol=1e-6)
     # upsample: insert zeros after each sample, pad (2, 1), filter with 4 * kernel
-    stuffed = torch.zeros(2, 3, 16, 16)
+    stuffed = torch.zeros(2, 3, 16, 12)
     stuffed[..., ::2, ::2] = x
     ref_up = F.conv2d(F.pad(stuffed, (2, 1, 2, 1)), 4 * w, groups=3)
     assert torch.allclose(Resample(3, "up")(x), ref_up, atol=1e-6)
+    # the slice form that compiled models use
+    assert torch.allclose(fir_down(x), ref_down, atol=1e-6)
+    assert torch.allclose(fir_up(x), ref_up, atol=1e-6)
+    # channels-last input keeps the values
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(fir_up(x_cl), ref_up, atol=1e-6)
+    # under torch.compile (traced here, run eagerly) Resample takes the slice form
+    for direction, ref in (("down", ref_down), ("up", ref_up)):
+        compiled = torch.compile(Resample(3, direction), backend="eager", fullgraph=True)
+        assert torch.allclose(compiled(x), ref, atol=1e-6)
     assert Resample(3, "up", "naive")(x).shape == ref_up.shape
     assert Resample(3, "down", "naive")(x).shape == ref_down.shape
 

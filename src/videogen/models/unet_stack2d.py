@@ -22,8 +22,10 @@ sum by 1/sqrt(2), as do the attention blocks (DDPM++ ``skip_rescale``).
 
 Resampling: the official code resamples inside the blocks with a [1, 3, 3, 1] FIR filter
 through a custom ``upfirdn2d`` CUDA op. ``resample="fir"`` applies the same filter with the same
-padding through stock ops (a fixed depthwise 4x4 stride-2 conv down, its transpose x4 up), so
-it gives the same result up to float rounding.
+padding through stock ops, so it gives the same result up to float rounding: eagerly a fixed
+depthwise 4x4 stride-2 conv down and its transpose x4 up (one kernel each); under
+``torch.compile`` the same sums written as shifted slices, which the compiler fuses with the
+surrounding elementwise work instead of calling a separate (slow) depthwise convolution.
 ``resample="naive"`` uses 2x2 average pooling down and nearest-neighbour up (NCSN++ without FIR).
 """
 
@@ -91,11 +93,37 @@ class Resample(nn.Module):
             if self.direction == "down":
                 return F.avg_pool2d(x, 2)
             return F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if torch.compiler.is_compiling():
+            return fir_down(x) if self.direction == "down" else fir_up(x)
         weight = self.kernel.to(x.dtype)
         if self.direction == "down":
             return F.conv2d(x, weight, stride=2, padding=1, groups=x.shape[1])
         # zero-stuffed upsampling filtered by 4 * kernel == the transposed strided conv
         return F.conv_transpose2d(x, weight * 4.0, stride=2, padding=1, groups=x.shape[1])
+
+
+def fir_down(x: Tensor) -> Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, H/2, W/2)``: the [1, 3, 3, 1] / 8 filter along each axis
+    with one zero of padding either side, every other output kept (upfirdn2d's ``down=2``)."""
+    return _fir_down_w(_fir_down_w(x).transpose(-1, -2)).transpose(-1, -2)
+
+
+def fir_up(x: Tensor) -> Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, 2H, 2W)``: zeros inserted, then the [1, 3, 3, 1] / 4 filter
+    along each axis (upfirdn2d's ``up=2``)."""
+    return _fir_up_w(_fir_up_w(x).transpose(-1, -2)).transpose(-1, -2)
+
+
+def _fir_down_w(x: Tensor) -> Tensor:
+    p = F.pad(x, (1, 1))
+    return (p[..., 0:-3:2] + p[..., 3::2] + 3 * (p[..., 1:-2:2] + p[..., 2:-1:2])) / 8
+
+
+def _fir_up_w(x: Tensor) -> Tensor:
+    # even outputs (x[i-1] + 3 x[i]) / 4, odd (3 x[i] + x[i+1]) / 4, zeros beyond the edges
+    p = F.pad(x, (1, 1))
+    centre = 3 * p[..., 1:-1]
+    return torch.stack([p[..., :-2] + centre, centre + p[..., 2:]], -1).flatten(-2) / 4
 
 
 # --------------------------------------------------------------------------- blocks
