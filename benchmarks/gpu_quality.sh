@@ -1,48 +1,77 @@
 #!/usr/bin/env bash
-# The short quality runs behind BENCHMARKS.md, on one GPU: MCVD (SMMNIST config), a reduced
-# RaMViD, VideoFlow (stochastic shapes) and VideoFusion (its demo) train side by side for
-# SECONDS each (SIGTERM at the end saves a checkpoint), then each is evaluated.
-# Usage: bash benchmarks/gpu_quality.sh [SECONDS]. Logs and evaluations go to runs/q-logs; the
-# GIF grids and training curves are copied to $OUT (or ./quality-out) at the end.
+# The short quality runs behind BENCHMARKS.md, on one GPU. MCVD (SMMNIST config) trains for
+# MCVD_MIN minutes; VideoFlow (stochastic shapes) and VideoFusion (its demo) train beside it
+# for OTHER_MIN minutes. Each stops on time through train.max_minutes (checkpoint + export),
+# then is evaluated. Logs and evaluations go to runs/q-logs; GIFs, curves and tables are copied
+# to $OUT (or ./quality-out).
+#
+#   bash benchmarks/gpu_quality.sh all MCVD_MIN OTHER_MIN   # everything, in the foreground
+#   bash benchmarks/gpu_quality.sh start MCVD_MIN OTHER_MIN # launch the trainings detached
+#   bash benchmarks/gpu_quality.sh others                   # wait for VideoFlow/VideoFusion, eval
+#   bash benchmarks/gpu_quality.sh mcvd                     # wait for MCVD, evaluate it
 set -u
-secs=${1:-300}
-out=runs/q-logs
+what=${1:-all}
+mcvd_min=${2:-12}
+other_min=${3:-5}
+logs=runs/q-logs
 keep=${OUT:-quality-out}
-mkdir -p "$out" "$keep"
+mkdir -p "$logs" "$keep"
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 vg="python3 -m videogen"
-common="train.log_every=100 train.sample_every=0 train.ckpt_every=1000000"
-train() {  # train NAME CONFIG OVERRIDES...: bounded by SIGTERM, which checkpoints
+common="train.log_every=100 train.sample_every=0 train.ckpt_every=2000 --quiet"
+
+launch() {  # launch NAME CMD...: detached (survives this shell), pid in runs/q-logs/NAME.pid
   local name=$1
   shift
-  timeout -s TERM "$secs" $vg train "$@" train.out="runs/q-$name" $common --quiet \
-    >"$out/train_$name.log" 2>&1
+  setsid nohup "$@" >"$logs/train_$name.log" 2>&1 </dev/null &
+  echo $! >"$logs/$name.pid"
 }
-train mcvd configs/mcvd/smmnist.yaml data.num_workers=4 &
-train ramvid configs/ramvid/tiny.yaml data.num_workers=2 &
-train videoflow configs/videoflow/stochastic_shapes.yaml train.warmup=500 data.num_workers=2 &
-timeout -s TERM "$secs" python3 benchmarks/videofusion.py --device cuda --demo 300 \
-  --out runs/q-videofusion >"$out/videofusion_demo.log" 2>&1 &
-wait
-for name in mcvd ramvid videoflow; do
-  echo "== $name: $(tail -n 1 runs/q-$name/metrics.jsonl)"
-  cp "runs/q-$name/metrics.jsonl" "$out/metrics_$name.jsonl"
-done
-tail -n 25 "$out/videofusion_demo.log"
-python3 benchmarks/quality.py runs/q-mcvd --frames 15 --task predict:known=5 --best-of 10 \
-  --clips 64 --sampler dpm++ --steps 25 --out "$out/q_mcvd" 2>&1 | tail -n 6
-python3 benchmarks/quality.py runs/q-ramvid --frames 8 --task predict:known=2 \
-  --task infill:first=2,last=2 --best-of 10 --clips 64 --sampler dpm++ --steps 25 \
-  --out "$out/q_ramvid" 2>&1 | tail -n 9
-$vg eval runs/q-videoflow --metrics bpd --num-clips 256 --out "$out/e_videoflow" 2>&1 |
-  grep -A 2 '"bpd"'
-$vg sample runs/q-mcvd --task predict --known 5 --frames 15 --clips 3 --samples 2 \
-  --sampler dpm++ --steps 25 -o "$out/mcvd_smmnist.gif" --quiet
-$vg sample runs/q-ramvid --task infill --known 2 --frames 8 --clips 3 --samples 2 \
-  --sampler dpm++ --steps 25 -o "$out/ramvid_infill.gif" --quiet
-$vg sample runs/q-videoflow --task predict --known 1 --frames 5 --clips 4 --samples 2 \
-  --temperature 0.6 -o "$out/videoflow_shapes.gif" --quiet
-cp "$out"/{mcvd_smmnist,ramvid_infill,videoflow_shapes}.gif "$out"/metrics_{mcvd,videoflow}.jsonl \
-  "$keep"/
-cp runs/q-videofusion/samples.gif "$keep"/videofusion_samples.gif
-cp runs/q-videofusion/long.gif "$keep"/videofusion_long.gif
+await() {  # await NAME: until the training exits
+  local pid
+  pid=$(cat "$logs/$1.pid")
+  while kill -0 "$pid" 2>/dev/null; do sleep 5; done
+  echo "== $1 done: $(tail -n 2 "$logs/train_$1.log" | tr '\n' ' ')"
+}
+start() {
+  launch mcvd $vg train configs/mcvd/smmnist.yaml train.out=runs/q-mcvd \
+    train.max_minutes="$mcvd_min" train.channels_last=true data.num_workers=6 $common
+  launch videoflow $vg train configs/videoflow/stochastic_shapes.yaml train.out=runs/q-videoflow \
+    train.max_minutes="$other_min" train.warmup=500 data.num_workers=3 $common
+  launch videofusion python3 benchmarks/videofusion.py --device cuda --demo 100000 \
+    --minutes "$other_min" --out runs/q-videofusion
+}
+others() {
+  await videoflow
+  cp runs/q-videoflow/metrics.jsonl "$keep/metrics_videoflow.jsonl"
+  $vg eval runs/q-videoflow --metrics bpd,ssim,psnr --num-clips 256 --best-of 10 \
+    --temperature 0.6 --out "$logs/e_videoflow" 2>&1 | tail -n 30 >"$keep/eval_videoflow.txt"
+  cp "$logs/e_videoflow/metrics.json" "$keep/eval_videoflow.json"
+  python3 benchmarks/shapes_motion.py runs/q-videoflow --clips 256 --known 1 --frames 5 \
+    --temperature 0.6 --device cuda 2>&1 | tail -n 8 | tee "$keep/shapes_motion.txt"
+  $vg sample runs/q-videoflow --task predict --known 1 --frames 5 --clips 4 --samples 2 \
+    --temperature 0.6 -o "$keep/videoflow_shapes.gif" --quiet
+  await videofusion
+  tail -n 30 "$logs/train_videofusion.log" | tee "$keep/videofusion_demo.txt"
+  cp runs/q-videofusion/samples.gif "$keep/videofusion_samples.gif"
+  cp runs/q-videofusion/long.gif "$keep/videofusion_long.gif"
+}
+mcvd() {
+  await mcvd
+  cp runs/q-mcvd/metrics.jsonl "$keep/metrics_mcvd.jsonl"
+  local q="python3 benchmarks/quality.py runs/q-mcvd --frames 15 --task predict:known=5 --best-of 10"
+  $q --clips 256 --batch-size 256 --sampler dpm++ --steps 25 --out "$logs/q_mcvd" 2>&1 |
+    tail -n 6 | tee "$keep/quality_mcvd.txt"
+  $q --clips 64 --batch-size 64 --sampler dpm++ --steps 25 --out "$logs/q_mcvd64" 2>&1 |
+    tail -n 6 | tee -a "$keep/quality_mcvd.txt"
+  $q --clips 64 --batch-size 64 --sampler ddpm --steps 100 --out "$logs/q_mcvd64_ddpm" 2>&1 |
+    tail -n 6 | tee -a "$keep/quality_mcvd.txt"
+  $vg sample runs/q-mcvd --task predict --known 5 --frames 15 --clips 3 --samples 2 \
+    --sampler dpm++ --steps 25 -o "$keep/mcvd_smmnist.gif" --quiet
+}
+case $what in
+  start) start ;;
+  others) others ;;
+  mcvd) mcvd ;;
+  all) start && others && mcvd ;;
+  *) echo "usage: $0 all|start|others|mcvd [MCVD_MIN OTHER_MIN]" >&2 && exit 2 ;;
+esac

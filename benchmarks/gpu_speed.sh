@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The speed benchmarks behind BENCHMARKS.md, on one GPU. Each benchmark prints one table;
-# logs go to $OUT (or ./bench-logs). Usage: bash benchmarks/gpu_speed.sh [PART]
-# PART: diffusion (MCVD, RaMViD) | other (VideoFlow, metrics, VideoFusion, GPU tests) | all
+# logs go to $OUT (or ./bench-logs). Usage: bash benchmarks/gpu_speed.sh [PART...]
+# PART: tests | mcvd | fir | videoflow | ramvid | metrics | videofusion | all (the default)
 set -u
-part=${1:-all}
+parts=${*:-all}
 out=${OUT:-bench-logs}
 mkdir -p "$out"
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -13,24 +13,42 @@ run() {  # run NAME SECONDS CMD...: one benchmark, bounded in time, logged
   echo "=== $name: $*"
   timeout "$limit" "$@" >"$out/$name.log" 2>&1
   echo "exit $?"
-  tail -n 25 "$out/$name.log"
+  grep -v "^\s*$" "$out/$name.log" | grep -v Warning | tail -n 22
 }
+want() { [[ " $parts " == *" $1 "* || " $parts " == *" all "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
-if [ "$part" = diffusion ] || [ "$part" = all ]; then
+git log -1 --format='commit %h' 2>/dev/null
+if want tests; then
+  run gpu_tests 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests
+fi
+if want fir; then
+  run fir_resample 120 python3 benchmarks/fir_resample.py --device cuda
+fi
+if want mcvd; then
+  run mcvd_smmnist_compile 200 python3 benchmarks/mcvd.py --config configs/mcvd/smmnist.yaml \
+    --batch 64 --compile --channels-last --samplers dpm++:25 --profile 3
+  run mcvd_bair192_compile 200 python3 benchmarks/mcvd.py --config configs/mcvd/bair_ngf192.yaml \
+    --batch 32 --compile --channels-last --samplers dpm++:25 --sample-batch 32
+fi
+if want mcvd-eager; then
   run mcvd_smmnist 110 python3 benchmarks/mcvd.py --config configs/mcvd/smmnist.yaml \
     --batch 64 --channels-last --samplers ddpm:100,dpm++:25,dpm++:10
-  run mcvd_smmnist_compile 190 python3 benchmarks/mcvd.py --config configs/mcvd/smmnist.yaml \
-    --batch 64 --compile --channels-last --samplers dpm++:25
   run mcvd_bair192 110 python3 benchmarks/mcvd.py --config configs/mcvd/bair_ngf192.yaml \
     --batch 32 --channels-last --samplers dpm++:25 --sample-batch 32
+fi
+if want videoflow; then
+  run videoflow_graphs 120 python3 benchmarks/videoflow.py --bf16 --compile cuda-graphs
+  run videoflow_eager 90 python3 benchmarks/videoflow.py --bf16 --batches 1 --train-batch 0 \
+    --repeats 3
+fi
+if want ramvid; then
   run ramvid_bair 150 python3 benchmarks/ramvid.py --config configs/ramvid/bair.yaml \
     --batches 4 16 --channels-last --sample-steps 50
 fi
-if [ "$part" = other ] || [ "$part" = all ]; then
-  run gpu_tests 120 python3 -m pytest -q -m gpu tests
-  run videoflow 120 python3 benchmarks/videoflow.py --bf16
-  run videoflow_graphs 200 python3 benchmarks/videoflow.py --compile reduce-overhead --bf16
+if want metrics; then
   run metrics 150 python3 benchmarks/metrics.py --device cuda
+fi
+if want videofusion; then
   run videofusion 150 python3 benchmarks/videofusion.py --device cuda
 fi

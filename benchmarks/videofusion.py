@@ -17,6 +17,7 @@ clips and a long video with the paper's fixed base noise from the export, and re
 consecutive frames change and correlate in samples and data. GIF and PNG grids go to ``--out``.
 
     python benchmarks/videofusion.py --device cuda --demo 4000 --out runs/videofusion-demo
+    python benchmarks/videofusion.py --device cuda --demo 100000 --minutes 5   # on time
 """
 
 from __future__ import annotations
@@ -325,9 +326,10 @@ def demo(args: argparse.Namespace, device: torch.device) -> None:
                 "lr": args.lr,
                 "optimizer": "adamw",
                 "ema_decay": args.ema,
-                "log_every": max(1, args.demo // 20),
-                "sample_every": args.demo,
+                "log_every": max(1, min(args.demo // 20, 100)),
+                "sample_every": 0,
                 "ckpt_every": args.demo,
+                "max_minutes": args.minutes,
                 "mixed_precision": "bf16" if args.amp else "no",
                 "out": str(out / "run"),
             },
@@ -356,7 +358,7 @@ def demo(args: argparse.Namespace, device: torch.device) -> None:
     stats = {name: frame_stats(v) for name, v in (("data", data), ("samples", samples))}
     stats[f"long video ({4 * frames} frames, fixed base noise)"] = frame_stats(long)
     print(
-        f"\n{args.demo} steps of batch {args.batch} in {train_s:.0f}s (trainer, "
+        f"\n{rows[-1]['step']} steps of batch {args.batch} in {train_s:.0f}s (trainer, "
         f"{'bf16' if args.amp else 'fp32'}); loss {rows[0]['loss']:.4f} -> {rows[-1]['loss']:.4f}"
         "\n| clips | mean abs change between consecutive frames | consecutive-frame correlation |"
         "\n|---|---|---|"
@@ -378,6 +380,7 @@ def main() -> None:
     p.add_argument("--sample-steps", type=int, default=50)
     p.add_argument("--sample-batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--demo", type=int, default=0, help="train a demo model this many steps")
+    p.add_argument("--minutes", type=float, default=None, help="demo: stop training after this")
     p.add_argument("--lr", type=float, default=2e-4, help="demo learning rate")
     p.add_argument("--ema", type=float, default=0.999, help="demo EMA decay")
     p.add_argument("--out", default="runs/videofusion-demo", help="demo output folder")

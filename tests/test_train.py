@@ -79,6 +79,18 @@ def test_run_folder_holds_config_logs_checkpoint_and_an_export_that_loads(tmp_pa
     assert torch.equal(dict(method.named_parameters())[name], value)
 
 
+def test_max_minutes_ends_the_run_on_time_with_checkpoint_and_export(tmp_path):
+    cfg = tiny_cfg(tmp_path, steps=100, log_every=2, max_minutes=0.0)
+    run = train(cfg, progress=False)
+    assert sorted(losses(run)) == [2]  # stopped at the first log step
+    assert latest_checkpoint(run).name == "step-0000002"
+    assert isinstance(load_pretrained(run / "export"), VideoFlow)
+    # running again resumes from there
+    cfg.train.max_minutes = None
+    cfg.train.steps = 4
+    assert sorted(losses(train(cfg, progress=False))) == [2, 4]
+
+
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
     real_loss = VideoFlow.loss

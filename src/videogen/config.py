@@ -69,6 +69,9 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 5000
     ckpt_every: int = 5000
+    # stop after this many minutes (checked at log steps, so every rank stops at the same
+    # step) and finish as at ``steps``: checkpoint and export; running again resumes
+    max_minutes: float | None = None
     compile: bool = False
     channels_last: bool = False
     out: str = "runs/run"

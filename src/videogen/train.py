@@ -12,7 +12,8 @@ Things worth knowing:
 - The training stream is reseeded from (seed, rank, step) at the start and after every
   checkpoint, so a resumed run draws exactly the batches the uninterrupted run would have.
 - Only rank 0 writes files; every rank seeds itself with ``seed + rank``.
-- Ctrl-C (or SIGTERM) saves a checkpoint before exiting.
+- Ctrl-C (or SIGTERM) saves a checkpoint before exiting; ``train.max_minutes`` ends the run
+  on time instead, with the checkpoint and export of a finished run.
 """
 
 from __future__ import annotations
@@ -269,7 +270,7 @@ def train(
         desc="train",
         dynamic_ncols=True,
     )
-    last_log = time.perf_counter()
+    last_log = started = time.perf_counter()
     model.train()
     try:
         while step < t.steps:
@@ -300,16 +301,17 @@ def train(
                 # one collective and one host sync per log interval: losses averaged over
                 # ranks, and a non-finite loss on any rank stops every rank
                 names = sorted(sums)
-                values = torch.stack([sums[k] for k in names] + [bad.float()])
-                values = acc.reduce(values, reduction="mean")
-                if values[-1].item() > 0:
+                now = time.perf_counter()
+                out_of_time = t.max_minutes is not None and now - started > 60 * t.max_minutes
+                flags = [bad.float(), torch.tensor(float(out_of_time), device=acc.device)]
+                values = acc.reduce(torch.stack([sums[k] for k in names] + flags), "mean")
+                if values[-2].item() > 0:
                     raise TrainingError(
                         f"non-finite loss before step {step}; the run stopped and the last good "
                         f"checkpoint in {run_dir / 'ckpt'} is kept. Lower train.lr, raise "
                         "train.warmup or set train.grad_clip."
                     )
-                now = time.perf_counter()
-                record = {k: float(v) / count for k, v in zip(names, values[:-1].tolist())}
+                record = {k: float(v) / count for k, v in zip(names, values[:-2].tolist())}
                 record.update(
                     step=step,
                     lr=scheduler.get_last_lr()[0],
@@ -321,6 +323,9 @@ def train(
                     with log_file.open("a") as f:
                         f.write(json.dumps(record) + "\n")
                     bar.set_postfix(loss=f"{record['loss']:.4f}")
+                if values[-1].item() > 0:
+                    acc.print(f"\ntrain.max_minutes={t.max_minutes} reached at step {step}")
+                    break
             if t.sample_every and step % t.sample_every == 0 and main:
                 write_preview(
                     acc.unwrap_model(model), ema, cfg, run_dir / "samples" / f"step-{step:07d}.gif"
