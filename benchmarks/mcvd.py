@@ -50,12 +50,19 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=None, help="training batch (default: config)")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net")
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        help="torch.compile mode; reduce-overhead replays the U-Net's passes from CUDA graphs",
+    )
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-amp", action="store_true", help="fp32 instead of bf16 autocast (GPU)")
     p.add_argument("--iters", type=int, default=30, help="timed training steps")
     p.add_argument("--warmup", type=int, default=10, help="untimed training steps first")
     p.add_argument(
-        "--samplers", default=None, help="SAMPLER:STEPS,... (default ddpm:100,ddim:20,dpm++:20)"
+        "--samplers",
+        default=None,
+        help="SAMPLER:STEPS,... or none (default ddpm:100,ddim:20,dpm++:20)",
     )
     p.add_argument("--sample-batch", type=int, default=64)
     p.add_argument("--profile", type=int, default=0, help="profile this many steps; top kernels")
@@ -120,7 +127,7 @@ def main() -> None:
     if args.channels_last:
         method = method.to(memory_format=torch.channels_last)
     if args.compile:
-        method.net = torch.compile(method.net)
+        method.net = torch.compile(method.net, mode=args.compile_mode)
     method.train()
     trainable = [p for p in method.parameters() if p.requires_grad]
     ema = [p.detach().clone() for p in trainable]
@@ -134,6 +141,8 @@ def main() -> None:
     decay = cfg.train.ema_decay or 0.999
 
     def train_step() -> None:
+        if "reduce-overhead" in args.compile_mode:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are done
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = method.loss(video)["loss"]
         opt.zero_grad(set_to_none=True)
@@ -163,7 +172,11 @@ def main() -> None:
         ("device", torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
         ("conditioning", f"{m.cond}, {m.past} past + {m.current} current + {m.future} future"),
         ("frame size", f"{c} x {s} x {s}"),
-        ("settings", f"bf16={amp} compile={args.compile} channels_last={args.channels_last}"),
+        (
+            "settings",
+            f"bf16={amp} compile={args.compile and args.compile_mode} "
+            f"channels_last={args.channels_last}",
+        ),
         ("parameters", f"{params / 1e6:.2f} M"),
         ("forward FLOPs / clip", f"{flops / 1e9:.2f} GFLOP"),
         ("train batch", str(batch)),
@@ -182,7 +195,7 @@ def main() -> None:
     sample_video = video[:1].expand(sb, -1, -1, -1, -1).contiguous()
     sample_known = from_indices(frames, range(m.past), batch=sb).to(device)
     generate = method.generate
-    for spec in samplers.split(","):
+    for spec in [] if samplers == "none" else samplers.split(","):
         name, steps = spec.split(":")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             generate(sample_video, sample_known, sampler=name, steps=2)  # warm-up
