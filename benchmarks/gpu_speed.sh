@@ -18,7 +18,6 @@ run() {  # run NAME SECONDS CMD...: one benchmark, bounded in time, logged
 want() { [[ " $parts " == *" $1 "* || " $parts " == *" all "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
-git log -1 --format='commit %h' 2>/dev/null
 if want tests; then
   run gpu_tests 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests
 fi
