@@ -5,7 +5,7 @@
 RUN is a run folder or an export of a model trained on ``stochastic-shapes`` (e.g. with
 configs/videoflow/stochastic_shapes.yaml). Its test clips (``--clips`` of ``--frames`` frames,
 the run's size and options) are predicted from the first ``--known`` frames with the method's
-``generate`` (``--temperature`` goes to a ``generate`` that takes one; VideoFlow's uses it),
+``generate`` (``--temperature`` matters to flows only; diffusion methods ignore it),
 and ``videogen.metrics.shapes_motion`` checks the generated frames: each step one unit along
 one of the 8 directions, the direction the known frames show (with 1 known frame: the same
 one throughout), the known frame's palette colour, its area within 25%, and the shape present
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import math
 import time
@@ -55,12 +54,11 @@ def parse_args() -> argparse.Namespace:
 @torch.no_grad()
 def predict_clips(method, real: torch.Tensor, known: torch.Tensor, args) -> torch.Tensor:
     """The method's frames for every clip of ``real`` ``(N, T, C, H, W)`` (CPU, [-1, 1])."""
-    params = inspect.signature(method.generate).parameters
-    kwargs = {}
-    if "temperature" in params:
-        kwargs["temperature"] = args.temperature
-    if "generator" in params:
-        kwargs["generator"] = torch.Generator(args.device).manual_seed(args.seed)
+    # every method's generate takes both (VideoMethod's interface); only flows use temperature
+    kwargs = {
+        "temperature": args.temperature,
+        "generator": torch.Generator(args.device).manual_seed(args.seed),
+    }
     out = []
     for i in range(0, len(real), args.batch_size):
         video = real[i : i + args.batch_size].to(args.device)
@@ -92,8 +90,7 @@ def main() -> None:
     start = time.perf_counter()
     fake = predict_clips(method, real, known, args)
     seconds = time.perf_counter() - start
-    takes = "temperature" in inspect.signature(method.generate).parameters
-    label = method.name + (f" (temperature {args.temperature})" if takes else "")
+    label = f"{method.name} (temperature {args.temperature})"
     rows = {
         label: shapes_motion(fake, known, speed_px=speed_px).summary(),
         "real clips": shapes_motion(real, known, speed_px=speed_px).summary(),
