@@ -8,10 +8,12 @@ import torch
 from videogen.models.videoflow_glow import (
     ActNorm,
     ConvLayer,
+    FlowStep,
     Glow,
     data_init,
     from_flow,
     quantize,
+    refresh_folds,
     squeeze2d,
     to_flow,
     unsqueeze2d,
@@ -50,8 +52,9 @@ def test_glow_encode_decode_round_trip(coupling: str) -> None:
     assert logdet.shape == (8,) and logdet.dtype == torch.float32
     back = glow.decode(latents[-1], lambda level, x1: latents[level])
     assert (back - x).abs().max() < 1e-4
-    cached = glow.decode(latents[-1], lambda level, x1: latents[level], glow.inverse_weights())
-    assert (cached - x).abs().max() < 1e-4
+    with torch.no_grad():  # the folded form, as sampling runs it
+        folded = glow.decode(latents[-1], lambda level, x1: latents[level])
+    assert (folded - x).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("coupling", ["affine", "additive"])
@@ -130,6 +133,81 @@ def test_zero_conv_starts_at_zero_and_edge_channel_exists() -> None:
     conv = ConvLayer(4, 6, (3, 3), zero=True)
     assert conv.weight.shape == (6, 5, 3, 3)  # one extra input channel flags the padding
     assert torch.equal(conv(torch.randn(2, 4, 5, 5)), torch.zeros(2, 6, 5, 5))
+
+
+def _perturbed(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (lambda: ConvLayer(3, 5, (3, 3), dilation=2), (2, 3, 7, 6)),
+        (lambda: ConvLayer(3, 5, (1, 1)), (2, 3, 4, 4)),
+        (lambda: ConvLayer(3, 5, (3, 3), zero=True), (2, 3, 5, 5)),
+        (lambda: ConvLayer(2, 4, (2, 3, 3), dilation=2, time_steps=3), (2, 2, 3, 6, 6)),
+    ],
+    ids=["2d-edge-dilated", "2d-pointwise", "2d-zero", "3d-causal-per-step-actnorm"],
+)
+def test_folded_conv_layer_equals_the_layer_as_written(layer, shape) -> None:
+    torch.manual_seed(0)
+    conv = _perturbed(layer())
+    x = torch.randn(shape)
+    written = conv(x)  # gradients enabled: the layer as written
+    with torch.no_grad():
+        folded = conv(x)
+    assert folded.shape == written.shape
+    torch.testing.assert_close(folded, written.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_folded_forms_follow_parameter_changes_in_place() -> None:
+    """A changed parameter is seen by the next call, and ``refresh_folds`` recomputes into the
+    tensors handed out before (what a captured CUDA graph reads)."""
+    torch.manual_seed(0)
+    step = _perturbed(FlowStep(8, 16, "affine", "relu"))
+    y = torch.randn(2, 8, 4, 4)
+    with torch.no_grad():
+        step.reverse(y)
+    conv = step.coupling.net.first
+    (held,) = [tensors for _, _, tensors in conv.folds._entries.values()]
+    before = [t.clone() for t in held]
+    _perturbed(step, seed=1)
+    refresh_folds(step)
+    assert all(t is u for t, u in zip(held, next(iter(conv.folds._entries.values()))[2]))
+    assert not torch.equal(held[0], before[0])
+    with torch.no_grad():
+        folded = step.reverse(y)
+    torch.testing.assert_close(folded, step.reverse(y).detach(), atol=1e-5, rtol=1e-5)
+    x = torch.randn(2, 8, 4, 4)
+    forward, _ = step(x)
+    with torch.no_grad():  # inverse of the forward map, through the folded inverse
+        torch.testing.assert_close(step.reverse(forward), x, atol=1e-4, rtol=1e-4)
+
+
+def test_folded_forms_under_inference_mode_survive_later_training() -> None:
+    torch.manual_seed(0)
+    conv = _perturbed(ConvLayer(3, 4, (3, 3)))
+    x = torch.randn(2, 3, 5, 5)
+    with torch.inference_mode():
+        conv(x)
+    _perturbed(conv, seed=1)  # a training step outside inference mode
+    with torch.inference_mode():
+        folded = conv(x)
+    torch.testing.assert_close(folded, conv(x).detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_data_init_without_gradients_still_initialises() -> None:
+    """The folded form is skipped while an actnorm waits for its data-dependent init."""
+    torch.manual_seed(0)
+    conv = ConvLayer(3, 4, (3, 3))
+    with torch.no_grad(), data_init():
+        y = conv(torch.randn(16, 3, 6, 6) * 4 + 1)
+    assert conv.norm.ready
+    assert y.mean((0, 2, 3)).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("n_bits", [8, 5])

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from videogen.config import Config, ConfigError, from_dict
 from videogen.cuda_graphs import CudaGraphed
 from videogen.methods.base import VideoMethod
-from videogen.models.videoflow_glow import Glow, data_init, from_flow, to_flow
+from videogen.models.videoflow_glow import Glow, data_init, from_flow, refresh_folds, to_flow
 from videogen.models.videoflow_prior import LevelPrior, gaussian_log_prob
 
 
@@ -273,7 +273,7 @@ class VideoFlow(VideoMethod):
         temperature = self.cfg.sample.temperature if temperature is None else float(temperature)
         n = self.model_cfg.cond_frames
         history = self._encode_history(video[:, max(0, k - n) : k])
-        inverses = self.glow.inverse_weights()
+        refresh_folds(self)  # graph replays cannot notice changed parameters themselves
         next_frame = self._fast_frame or self._next_frame
         out = video.clone()
         for i in range(k, t):
@@ -284,7 +284,7 @@ class VideoFlow(VideoMethod):
                     for shape in self.latent_shapes
                 ]
             full = history[0].shape[1] == n
-            x, latents = next_frame(history if full else None, noise, temperature, inverses, b)
+            x, latents = next_frame(history if full else None, noise, temperature, b)
             out[:, i] = from_flow(x, self.model_cfg.n_bits).to(out.dtype)
             # contiguous: the same strides every frame (no recompiles of a compiled sampler)
             history = [
@@ -306,7 +306,6 @@ class VideoFlow(VideoMethod):
         history: list[Tensor] | None,
         noise: list[Tensor] | None,
         temperature: float,
-        inverses: list[list[Tensor]],
         batch: int,
     ) -> tuple[Tensor, list[Tensor]]:
         """One frame in flow space ``(B, C, H, W)`` and its latents per level. ``history``:
@@ -322,7 +321,7 @@ class VideoFlow(VideoMethod):
             return z
 
         top = sample(len(self.priors) - 1, None)
-        return self.glow.decode(top, sample, inverses), latents
+        return self.glow.decode(top, sample), latents
 
     def compile_sampler(self, **compile_kwargs: object) -> None:
         """Sample through ``torch.compile`` (e.g. ``mode="reduce-overhead"`` for CUDA graphs)."""

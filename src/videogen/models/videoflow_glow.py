@@ -18,6 +18,13 @@ convolutions started from a random rotation; convolutions whose zero padding is 
 extra input channel of ones (the "edge bias"); coupling networks 3x3 conv -> ReLU -> 1x1 conv ->
 ReLU (or gated tanh * sigmoid) -> zero-initialised 3x3 conv; affine scale ``sigmoid(h + 2)``.
 Log-determinants are float32 sums, and the invertible arithmetic runs outside autocast.
+
+Without gradients (sampling, evaluation) the layers run a *folded* form with fewer kernels, which
+is what batch-1 sampling is bound by: a ``ConvLayer`` is one convolution and one ``addcmul`` (its
+edge-bias term, bias and scale precomputed per input shape), and a flow step's inverse actnorm and
+inverse 1x1 convolution are one matrix product. The folded tensors are cached and recomputed in
+place whenever a parameter changes (``refresh_folds``), so CUDA graphs captured over them stay
+valid after training. With gradients enabled, the layers run as written above.
 """
 
 from __future__ import annotations
@@ -86,6 +93,73 @@ def _full_precision(x: Tensor) -> Iterator[None]:
     """Invertible arithmetic in float32 under bf16 autocast: a rounded inverse is no inverse."""
     with torch.autocast(x.device.type, enabled=False):
         yield
+
+
+# --------------------------------------------------------------------------- folded forms
+
+
+class Folded:
+    """Tensors derived from a module's parameters, cached per key and recomputed in place.
+
+    ``get(key, compute)`` returns ``compute()``'s tensors, computed once per key and again only
+    when one of ``params`` changed (its version counter or storage). Recomputing copies into the
+    tensors handed out before, so anything holding them (a captured CUDA graph) sees the new
+    values. The tensors are plain (never inference-mode) tensors without gradient.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[tuple, Callable[[], list[Tensor]], list[Tensor]]] = {}
+
+    @staticmethod
+    def _stamp(params: list[Tensor]) -> tuple:
+        return tuple((p._version, p.data_ptr()) for p in params)
+
+    def get(
+        self, key: tuple, params: list[Tensor], compute: Callable[[], list[Tensor]]
+    ) -> list[Tensor]:
+        entry = self._entries.get(key)
+        stamp = self._stamp(params)
+        if entry is None:
+            with torch.inference_mode(False), torch.no_grad():
+                self._entries[key] = (stamp, compute, compute())
+        elif entry[0] != stamp:
+            self._refresh(key, params)
+        return self._entries[key][2]
+
+    def _refresh(self, key: tuple, params: list[Tensor]) -> None:
+        _, compute, tensors = self._entries[key]
+        with torch.inference_mode(False), torch.no_grad():
+            for old, new in zip(tensors, compute()):
+                old.copy_(new)
+        self._entries[key] = (self._stamp(params), compute, tensors)
+
+    def refresh(self, params: list[Tensor]) -> None:
+        """Recompute every stale entry in place."""
+        stamp = self._stamp(params)
+        for key, (old_stamp, _, _) in list(self._entries.items()):
+            if old_stamp != stamp:
+                self._refresh(key, params)
+
+
+def _folding(module_ready: bool = True) -> bool:
+    """Run the folded form: no gradients wanted, and no actnorm about to initialise itself."""
+    return not torch.is_grad_enabled() and not (_data_init and not module_ready)
+
+
+def _compute_dtype(x: Tensor, default: torch.dtype) -> torch.dtype:
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else default
+
+
+def refresh_folds(module: nn.Module) -> None:
+    """Bring every folded form under ``module`` up to date with its parameters, in place.
+
+    Needed before replaying CUDA graphs captured over the folded tensors (a replay runs no
+    Python, so no layer can notice that training changed its parameters); eager calls check
+    for themselves."""
+    for m in module.modules():
+        if isinstance(m, (ConvLayer, FlowStep)):
+            m.folds.refresh(m.fold_params())
 
 
 # --------------------------------------------------------------------------- actnorm
@@ -211,9 +285,9 @@ class InvConv1x1(nn.Module):
             weight = self.weight()
             return torch.einsum("oc,nchw->nohw", weight, x.to(weight.dtype))
 
-    def reverse(self, y: Tensor, w_inv: Tensor | None = None) -> Tensor:
+    def reverse(self, y: Tensor) -> Tensor:
         with _full_precision(y):
-            w_inv = self.inverse_weight() if w_inv is None else w_inv
+            w_inv = self.inverse_weight()
             return torch.einsum("oc,nchw->nohw", w_inv, y.to(w_inv.dtype))
 
     def logdet(self, x: Tensor) -> Tensor:
@@ -261,6 +335,26 @@ class ConvLayer(nn.Module):
             self.logs = nn.Parameter(torch.zeros(norm_shape))
         else:
             self.norm = ActNorm(out_channels, dims=self.dims, time_steps=time_steps)
+        self.folds = Folded()
+
+    def fold_params(self) -> list[Tensor]:
+        if self.norm is None:
+            return [self.weight, self.bias, self.logs]
+        return [self.weight, self.norm.bias, self.norm.logs]
+
+    def _fold(self, padded_shape: tuple[int, ...], dtype: torch.dtype) -> list[Tensor]:
+        """``[weight, scale, offset]`` with ``forward(x) == offset + conv(x, weight) * scale``:
+        ``(conv + edge + b) * s`` with the edge-bias term for inputs of ``padded_shape``
+        (spatial, after time padding). The weight is in the compute dtype."""
+        bias, logs = self.fold_params()[1:]
+        in_channels = self.weight.shape[1] - int(self.edge)
+        weight = self.weight[:, :in_channels].to(dtype, copy=True).contiguous()
+        scale = torch.exp(logs * LOGSCALE_FACTOR)
+        offset = bias * scale
+        if self.edge:
+            mask = self._edge_mask(self.weight.new_zeros((1, 1, *padded_shape)))
+            offset = offset + self._conv(mask, self.weight[:, in_channels:], 0) * scale
+        return [weight, scale, offset]
 
     def _conv(self, x: Tensor, weight: Tensor, padding: int) -> Tensor:
         if self.dims == 2:
@@ -278,6 +372,13 @@ class ConvLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.time_pad:
             x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0))
+        if _folding(self.norm is None or self.norm.ready):
+            shape, dtype = tuple(x.shape[2:]), _compute_dtype(x, self.weight.dtype)
+            key = (shape, dtype, x.device)
+            weight, scale, offset = self.folds.get(
+                key, self.fold_params(), lambda: self._fold(shape, dtype)
+            )
+            return torch.addcmul(offset, self._conv(x, weight, self.pad), scale)
         in_channels = x.shape[1]
         y = self._conv(x, self.weight[:, :in_channels], self.pad)
         if self.edge:
@@ -357,10 +458,11 @@ class Coupling(nn.Module):
 
     def reverse(self, y: Tensor) -> Tensor:
         y1, y2 = y.chunk(2, dim=1)
-        shift, log_scale = self._shift_and_log_scale(y1)
-        if log_scale is None:
-            return torch.cat([y1, y2 - shift], 1)
-        return torch.cat([y1, y2 * torch.exp(-log_scale) - shift], 1)
+        h = wide(self.net(y1))
+        if not self.affine:
+            return torch.cat([y1, y2 - h], 1)
+        shift, raw = h.chunk(2, dim=1)
+        return torch.cat([y1, y2 / torch.sigmoid(raw + 2.0) - shift], 1)
 
 
 class FlowStep(nn.Module):
@@ -373,6 +475,17 @@ class FlowStep(nn.Module):
         self.actnorm = ActNorm(channels)
         self.invconv = InvConv1x1(channels)
         self.coupling = Coupling(channels, width, coupling, activation)
+        self.folds = Folded()
+
+    def fold_params(self) -> list[Tensor]:
+        return [self.actnorm.bias, self.actnorm.logs, *self.invconv.parameters()]
+
+    def _fold(self) -> list[Tensor]:
+        """``[A, c]`` (``(C, C)``, ``(1, C, 1)``) with the inverse actnorm of the inverse 1x1
+        convolution equal to ``A y + c`` per pixel: ``A = diag(exp(-3 s)) W^-1``, ``c = -b``."""
+        w_inv = self.invconv.inverse_weight()
+        scale = torch.exp(-self.actnorm.logs * LOGSCALE_FACTOR).flatten()
+        return [scale[:, None] * w_inv, -self.actnorm.bias.flatten()[None, :, None]]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.actnorm(x)  # initialises itself first when asked to, so logdet comes after
@@ -380,8 +493,15 @@ class FlowStep(nn.Module):
         x, coupling_logdet = self.coupling(self.invconv(x))
         return x, logdet + coupling_logdet
 
-    def reverse(self, y: Tensor, w_inv: Tensor | None = None) -> Tensor:
-        return self.actnorm.reverse(self.invconv.reverse(self.coupling.reverse(y), w_inv))
+    def reverse(self, y: Tensor) -> Tensor:
+        x = self.coupling.reverse(y)
+        if not _folding():
+            return self.actnorm.reverse(self.invconv.reverse(x))
+        a, c = self.folds.get((x.device,), self.fold_params(), self._fold)
+        n, channels, h, w = x.shape
+        with _full_precision(x):
+            flat = x.to(a.dtype).flatten(2)
+            return torch.baddbmm(c, a.expand(n, -1, -1), flat).view(n, channels, h, w)
 
 
 SplitSampler = Callable[[int, Tensor], Tensor]
@@ -446,25 +566,14 @@ class Glow(nn.Module):
         latents.append(x)
         return latents, contexts, logdet
 
-    def decode(
-        self,
-        top: Tensor,
-        sample_split: SplitSampler,
-        inverse_weights: list[list[Tensor]] | None = None,
-    ) -> Tensor:
+    def decode(self, top: Tensor, sample_split: SplitSampler) -> Tensor:
         """Top latent -> frame. ``sample_split(level, x1)`` returns ``z^level`` given the half
-        ``x1`` coming down from above. ``inverse_weights`` (from ``inverse_weights()``) saves
-        inverting every 1x1 convolution again for each frame."""
+        ``x1`` coming down from above."""
         x = top
         for level in reversed(range(self.num_levels)):
             if level < self.num_levels - 1:
                 x = torch.cat([x, sample_split(level, x)], 1)
-            steps = self.levels[level]
-            for i in reversed(range(len(steps))):
-                w_inv = None if inverse_weights is None else inverse_weights[level][i]
-                x = steps[i].reverse(x, w_inv)
+            for step in reversed(self.levels[level]):
+                x = step.reverse(x)
             x = unsqueeze2d(x)
         return x
-
-    def inverse_weights(self) -> list[list[Tensor]]:
-        return [[step.invconv.inverse_weight() for step in steps] for steps in self.levels]
