@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed benchmarks behind BENCHMARKS.md, on one GPU. Each benchmark prints one table;
 # logs go to $OUT (or ./bench-logs). Usage: bash benchmarks/gpu_speed.sh [PART...]
-# PART: tests | mcvd | fir | videoflow | ramvid | metrics | videofusion | all (the default)
+# PART: tests | mcvd | mcvd-bair-graphs | fir | videoflow | ramvid | metrics | videofusion | all
 set -u
 parts=${*:-all}
 out=${OUT:-bench-logs}
@@ -30,6 +30,10 @@ if want mcvd; then
   run mcvd_bair192_compile 200 python3 benchmarks/mcvd.py --config configs/mcvd/bair_ngf192.yaml \
     --batch 32 --compile --channels-last --samplers dpm++:25 --sample-batch 32
 fi
+if want mcvd-bair-graphs; then  # CUDA graphs; compiling takes over 200 s
+  run mcvd_bair192_graphs 300 python3 benchmarks/mcvd.py --config configs/mcvd/bair_ngf192.yaml \
+    --batch 32 --compile --compile-mode reduce-overhead --channels-last --samplers none
+fi
 if want mcvd-eager; then
   run mcvd_smmnist 110 python3 benchmarks/mcvd.py --config configs/mcvd/smmnist.yaml \
     --batch 64 --channels-last --samplers ddpm:100,dpm++:25,dpm++:10
@@ -38,6 +42,8 @@ if want mcvd-eager; then
 fi
 if want videoflow; then
   run videoflow_graphs 120 python3 benchmarks/videoflow.py --bf16 --compile cuda-graphs
+  run videoflow_graphs_fp32 90 python3 benchmarks/videoflow.py --compile cuda-graphs \
+    --train-batch 0
   run videoflow_eager 90 python3 benchmarks/videoflow.py --bf16 --batches 1 --train-batch 0 \
     --repeats 3
 fi

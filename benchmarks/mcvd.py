@@ -165,6 +165,8 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     clips_per_s = args.iters * batch / elapsed
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    # everything the process ever held, compile warm-up and CUDA-graph pools included
+    reserved = torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else None
     achieved = 3 * flops * clips_per_s
 
     rows = [
@@ -185,6 +187,7 @@ def main() -> None:
         ("model FLOP/s (3x fwd)", f"{achieved / 1e12:.1f} TFLOP/s"),
         ("fraction of H100 bf16 peak", f"{achieved / H100_BF16_PEAK:.1%}"),
         ("peak memory (train)", f"{peak:.2f} GiB" if peak is not None else "n/a"),
+        ("peak reserved (whole run)", f"{reserved:.2f} GiB" if reserved is not None else "n/a"),
     ]
 
     if args.profile:
