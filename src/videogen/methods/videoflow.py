@@ -324,8 +324,28 @@ class VideoFlow(VideoMethod):
         return self.glow.decode(top, sample), latents
 
     def compile_sampler(self, **compile_kwargs: object) -> None:
-        """Sample through ``torch.compile`` (e.g. ``mode="reduce-overhead"`` for CUDA graphs)."""
-        self._fast_frame = torch.compile(self._next_frame, **compile_kwargs)  # type: ignore[arg-type]
+        """Sample through ``torch.compile`` (e.g. ``mode="reduce-overhead"`` for CUDA graphs).
+
+        The first frame of each kind (with or without history, autocast state) also runs
+        eagerly once, so that the layers' folded tensors exist before the compiled code reads
+        them (see ``videoflow_glow.Folded``)."""
+        compiled = torch.compile(self._next_frame, **compile_kwargs)  # type: ignore[arg-type]
+        primed: set[tuple] = set()
+
+        def frame(
+            history: list[Tensor] | None,
+            noise: list[Tensor] | None,
+            temperature: float,
+            batch: int,
+        ) -> tuple[Tensor, list[Tensor]]:
+            device = self.glow.levels[0][0].actnorm.bias.device.type
+            kind = (history is None, torch.is_autocast_enabled(device))
+            if kind not in primed:
+                self._next_frame(history, noise, temperature, batch)
+                primed.add(kind)
+            return compiled(history, noise, temperature, batch)
+
+        self._fast_frame = frame
 
     def graph_sampler(self) -> None:
         """Sample on CUDA by replaying each frame's step from a CUDA graph: the same kernels as
