@@ -273,13 +273,18 @@ def test_cuda_train_step_and_sample() -> None:
     assert torch.equal(out[:, :2], video[:, :2]) and torch.isfinite(out).all()
 
 
-def test_graph_sampler_on_cpu_samples_as_eager() -> None:
+def _ready_to_sample() -> tuple[VideoFlow, torch.Tensor, torch.Tensor]:
+    """A tiny model with initialised actnorms in eval mode, a clip and a 2-known mask."""
     torch.manual_seed(0)
     method = tiny()
     video = moving_squares()
-    known = predict(4, 2, batch=2)
     method.loss(video)  # actnorm initialisation
     method.eval()
+    return method, video, predict(4, 2, batch=2)
+
+
+def test_graph_sampler_on_cpu_samples_as_eager() -> None:
+    method, video, known = _ready_to_sample()
     eager = method.generate(video, known, generator=_seeded())
     method.graph_sampler()  # CPU tensors: the CUDA-graph wrapper calls the step directly
     assert torch.equal(method.generate(video, known, generator=_seeded()), eager)
@@ -289,12 +294,7 @@ def test_compiled_sampler_samples_as_eager_and_follows_training() -> None:
     """Regression: compiled code must read the folded layers prepared eagerly (tracing their
     storage check broke the graph at every layer; under CUDA graphs, folds made inside the
     compiled region were overwritten by the next replay)."""
-    torch.manual_seed(0)
-    method = tiny()
-    video = moving_squares()
-    known = predict(4, 2, batch=2)
-    method.loss(video)  # actnorm initialisation
-    method.eval()
+    method, video, known = _ready_to_sample()
     torch._dynamo.reset()
     method.compile_sampler(backend="eager", fullgraph=True)  # fullgraph: a graph break fails
     compiled = method.generate(video, known, generator=_seeded())
