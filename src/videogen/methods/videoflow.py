@@ -338,7 +338,7 @@ class VideoFlow(VideoMethod):
             temperature: float,
             batch: int,
         ) -> tuple[Tensor, list[Tensor]]:
-            device = self.glow.levels[0][0].actnorm.bias.device.type
+            device = next(self.parameters()).device.type
             kind = (history is None, torch.is_autocast_enabled(device))
             if kind not in primed:
                 self._next_frame(history, noise, temperature, batch)
