@@ -79,6 +79,37 @@ def test_run_folder_holds_config_logs_checkpoint_and_an_export_that_loads(tmp_pa
     assert torch.equal(dict(method.named_parameters())[name], value)
 
 
+def test_compiled_training_checkpoints_exports_and_resumes(tmp_path, monkeypatch):
+    """Regression: under ``train.compile`` the EMA, checkpoints and export read the compiled
+    wrapper, whose parameter names carry a prefix; the first EMA update failed."""
+    from accelerate.utils import TorchDynamoPlugin
+
+    from videogen import train as trainer
+    from videogen.config import load_config
+    from videogen.methods.mcvd import MCVD
+
+    def cfg(steps, **train_kw):
+        tiny_mcvd = ["model.ngf=8", "model.ch_mult=[1]", "model.num_res_blocks=1"]
+        tiny_mcvd += ["model.attn_resolutions=[]", "model.past=1", "model.current=1"]
+        tiny_mcvd += ["data.frames=2", "data.size=8", "train.batch_size=2", "train.log_every=1"]
+        tiny_mcvd += ["train.ckpt_every=3", "train.sample_every=0", f"train.out={tmp_path}/run"]
+        config = load_config("configs/mcvd/smmnist.yaml", tiny_mcvd)
+        config.train.steps = steps
+        for key, value in train_kw.items():
+            setattr(config.train, key, value)
+        return config
+
+    assert trainer.dynamo_plugin(cfg(3)).backend.value == "NO"
+    plugin = trainer.dynamo_plugin(cfg(3, compile=True, compile_mode="reduce-overhead"))
+    assert (plugin.backend.value, plugin.mode) == ("INDUCTOR", "reduce-overhead")
+    # the same wrapper as inductor's, without minutes of C++ compilation on this CPU
+    monkeypatch.setattr(trainer, "dynamo_plugin", lambda cfg: TorchDynamoPlugin(backend="eager"))
+    run = train(cfg(3, compile=True), progress=False)
+    assert isinstance(load_pretrained(run / "export"), MCVD)
+    assert sorted(losses(train(cfg(6, compile=True), progress=False))) == [1, 2, 3, 4, 5, 6]
+    assert latest_checkpoint(run).name == "step-0000006"
+
+
 def test_max_minutes_ends_the_run_on_time_with_checkpoint_and_export(tmp_path):
     cfg = tiny_cfg(tmp_path, steps=100, log_every=2, max_minutes=0.0)
     run = train(cfg, progress=False)

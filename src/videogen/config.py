@@ -73,6 +73,11 @@ class TrainConfig:
     # step) and finish as at ``steps``: checkpoint and export; running again resumes
     max_minutes: float | None = None
     compile: bool = False
+    # torch.compile mode of the training step: "reduce-overhead" replays the forward and
+    # backward passes from CUDA graphs (on a GPU; the win where kernel launches bound the step)
+    compile_mode: Literal[
+        "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+    ] = "default"
     channels_last: bool = False
     out: str = "runs/run"
 

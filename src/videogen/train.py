@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin, set_seed
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -127,6 +127,14 @@ def set_memory_format(model: torch.nn.Module) -> None:
             p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
 
 
+def dynamo_plugin(cfg: Config) -> TorchDynamoPlugin:
+    """How accelerate compiles the training module: inductor in ``train.compile_mode``."""
+    t = cfg.train
+    if not t.compile:
+        return TorchDynamoPlugin(backend="no")
+    return TorchDynamoPlugin(backend="inductor", mode=t.compile_mode)
+
+
 def split_batch(batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
     """A loader batch is uint8 clips ``(B, T, H, W, C)``, or ``(clips, labels)``."""
     if isinstance(batch, (tuple, list)):
@@ -207,7 +215,7 @@ def train(
         gradient_accumulation_steps=t.grad_accum,
         log_with="tensorboard",
         project_dir=str(run_dir),
-        dynamo_backend="inductor" if t.compile else "no",
+        dynamo_plugin=dynamo_plugin(cfg),
     )
     main = acc.is_main_process
     set_seed(t.seed, device_specific=True)  # seed + rank on every process
@@ -235,6 +243,9 @@ def train(
         acc.print(f"resumed from {ckpt} at step {step}")
 
     model, optimizer, scheduler = acc.prepare(method, optimizer, scheduler)
+    # the module itself, without DDP or torch.compile wrappers (whose parameter names carry a
+    # prefix): what the EMA, checkpoints, previews and the export read
+    plain = acc.unwrap_model(model, keep_torch_compile=False)
     if ema is not None and ema.shadow is not None:
         ema.shadow = [s.to(acc.device) for s in ema.shadow]
     rank = acc.process_index
@@ -247,7 +258,7 @@ def train(
             save_checkpoint(
                 run_dir / "ckpt",
                 at,
-                model=acc.unwrap_model(model),
+                model=plain,
                 ema=ema.state_dict() if ema else None,
                 optimizer=optimizer,
                 scheduler=scheduler,
@@ -271,10 +282,14 @@ def train(
         dynamic_ncols=True,
     )
     last_log = started = time.perf_counter()
+    graphed = t.compile and t.compile_mode in ("reduce-overhead", "max-autotune")
     model.train()
     try:
         while step < t.steps:
             for _ in range(t.grad_accum):
+                if graphed:
+                    # the previous pass's outputs are consumed: its graph memory may be reused
+                    torch.compiler.cudagraph_mark_step_begin()
                 clips, extra = next(batches)
                 video = to_model_input(clips, acc.device)
                 extra = {k: v.to(acc.device) for k, v in extra.items()}
@@ -293,7 +308,7 @@ def train(
                         sums[k] = sums.get(k, 0) + v.detach().float()
                 count += 1
             if ema is not None:
-                ema.update(acc.unwrap_model(model), step)
+                ema.update(plain, step)
             step += 1
             bar.update(1)
 
@@ -327,9 +342,7 @@ def train(
                     acc.print(f"\ntrain.max_minutes={t.max_minutes} reached at step {step}")
                     break
             if t.sample_every and step % t.sample_every == 0 and main:
-                write_preview(
-                    acc.unwrap_model(model), ema, cfg, run_dir / "samples" / f"step-{step:07d}.gif"
-                )
+                write_preview(plain, ema, cfg, run_dir / "samples" / f"step-{step:07d}.gif")
             if t.ckpt_every and step % t.ckpt_every == 0 and step < t.steps:
                 if acc.reduce(bad.float(), reduction="sum").item() > 0:
                     raise TrainingError(f"non-finite loss before step {step}; checkpoint skipped")
@@ -350,7 +363,7 @@ def train(
     if not interrupted:
         checkpoint(step)
         if main:
-            export(acc.unwrap_model(model), ema, run_dir / "export")
+            export(plain, ema, run_dir / "export")
     acc.end_training()
     if interrupted:
         raise KeyboardInterrupt
