@@ -8,6 +8,7 @@
 #   bash benchmarks/gpu_quality.sh all MCVD_MIN OTHER_MIN   # everything, in the foreground
 #   bash benchmarks/gpu_quality.sh start MCVD_MIN OTHER_MIN # launch the trainings detached
 #   bash benchmarks/gpu_quality.sh start-others 0 OTHER_MIN # only VideoFlow and VideoFusion
+#   bash benchmarks/gpu_quality.sh start-mcvd-videofusion MCVD_MIN OTHER_MIN  # no VideoFlow
 #   bash benchmarks/gpu_quality.sh others                   # wait for VideoFlow/VideoFusion, eval
 #   bash benchmarks/gpu_quality.sh mcvd                     # wait for MCVD, evaluate it
 set -u
@@ -35,15 +36,18 @@ await() {  # await NAME: until the training exits
 }
 start_mcvd() {
   launch mcvd $vg train configs/mcvd/smmnist.yaml train.out=runs/q-mcvd \
-    train.max_minutes="$mcvd_min" train.channels_last=true data.num_workers=6 $common
+    train.max_minutes="$mcvd_min" train.channels_last=true train.compile=true \
+    train.compile_mode=reduce-overhead data.num_workers=6 $common
 }
-start_others() {
+start_videoflow() {
   launch videoflow $vg train configs/videoflow/stochastic_shapes.yaml train.out=runs/q-videoflow \
     train.max_minutes="$other_min" train.warmup=500 data.num_workers=3 $common
-  launch videofusion python3 benchmarks/videofusion.py --device cuda --demo 100000 \
-    --minutes "$other_min" --out runs/q-videofusion
 }
-others() {
+start_videofusion() {  # KEY_LAMBDA=none: the key frame refined by the residual generator too
+  launch videofusion python3 benchmarks/videofusion.py --device cuda --demo 100000 \
+    --minutes "$other_min" --out runs/q-videofusion --key-lambda "${KEY_LAMBDA:-1}"
+}
+videoflow() {
   await videoflow
   cp runs/q-videoflow/metrics.jsonl "$keep/metrics_videoflow.jsonl"
   $vg eval runs/q-videoflow --metrics bpd,ssim,psnr --num-clips 256 --best-of 10 \
@@ -53,29 +57,33 @@ others() {
     --temperature 0.6 --device cuda 2>&1 | tail -n 8 | tee "$keep/shapes_motion.txt"
   $vg sample runs/q-videoflow --task predict --known 1 --frames 5 --clips 4 --samples 2 \
     --temperature 0.6 -o "$keep/videoflow_shapes.gif" --quiet
+}
+videofusion() {
   await videofusion
   tail -n 30 "$logs/train_videofusion.log" | tee "$keep/videofusion_demo.txt"
   cp runs/q-videofusion/samples.gif "$keep/videofusion_samples.gif"
   cp runs/q-videofusion/long.gif "$keep/videofusion_long.gif"
 }
-mcvd() {
+mcvd() {  # best of 10, 5 -> 10 frames: the paper's DDPM-100 against fewer solver steps
   await mcvd
   cp runs/q-mcvd/metrics.jsonl "$keep/metrics_mcvd.jsonl"
   local q="python3 benchmarks/quality.py runs/q-mcvd --frames 15 --task predict:known=5 --best-of 10"
-  $q --clips 256 --batch-size 256 --sampler dpm++ --steps 25 --out "$logs/q_mcvd" 2>&1 |
-    tail -n 6 | tee "$keep/quality_mcvd.txt"
-  $q --clips 64 --batch-size 64 --sampler dpm++ --steps 25 --out "$logs/q_mcvd64" 2>&1 |
-    tail -n 6 | tee -a "$keep/quality_mcvd.txt"
-  $q --clips 64 --batch-size 64 --sampler ddpm --steps 100 --out "$logs/q_mcvd64_ddpm" 2>&1 |
-    tail -n 6 | tee -a "$keep/quality_mcvd.txt"
+  : >"$keep/quality_mcvd.txt"
+  for sampler in ddpm:100 dpm++:25 dpm++:10; do
+    $q --clips 64 --batch-size 64 --sampler "${sampler%:*}" --steps "${sampler#*:}" \
+      --out "$logs/q_mcvd_${sampler%:*}${sampler#*:}" 2>&1 | tail -n 6 | tee -a "$keep/quality_mcvd.txt"
+  done
   $vg sample runs/q-mcvd --task predict --known 5 --frames 15 --clips 3 --samples 2 \
     --sampler dpm++ --steps 25 -o "$keep/mcvd_smmnist.gif" --quiet
 }
 case $what in
-  start) start_mcvd && start_others ;;
-  start-others) start_others ;;
-  others) others ;;
+  start) start_mcvd && start_videoflow && start_videofusion ;;
+  start-others) start_videoflow && start_videofusion ;;
+  start-mcvd-videofusion) start_mcvd && start_videofusion ;;
+  others) videoflow && videofusion ;;
+  videofusion) videofusion ;;
   mcvd) mcvd ;;
-  all) start_mcvd && start_others && others && mcvd ;;
-  *) echo "usage: $0 all|start|start-others|others|mcvd [MCVD_MIN OTHER_MIN]" >&2 && exit 2 ;;
+  all) start_mcvd && start_videoflow && start_videofusion && videoflow && videofusion && mcvd ;;
+  *) echo "usage: $0 all|start|start-others|start-mcvd-videofusion|others|videofusion|mcvd" \
+    "[MCVD_MIN OTHER_MIN]" >&2 && exit 2 ;;
 esac

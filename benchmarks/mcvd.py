@@ -28,6 +28,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from videogen.compile_options import inductor_options
 from videogen.config import load_config
 from videogen.methods import build_method
 from videogen.methods.mcvd import MCVD
@@ -56,6 +57,13 @@ def parse_args() -> argparse.Namespace:
         help="torch.compile mode; reduce-overhead replays the U-Net's passes from CUDA graphs",
     )
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--layout",
+        choices=["force", "auto"],
+        default="force",
+        help="compiled channels-last: force inductor's layout optimisation in every graph, or "
+        "leave it to inductor's per-graph choice (off in backward graphs)",
+    )
     p.add_argument("--no-amp", action="store_true", help="fp32 instead of bf16 autocast (GPU)")
     p.add_argument("--iters", type=int, default=30, help="timed training steps")
     p.add_argument("--warmup", type=int, default=10, help="untimed training steps first")
@@ -127,7 +135,9 @@ def main() -> None:
     if args.channels_last:
         method = method.to(memory_format=torch.channels_last)
     if args.compile:
-        method.net = torch.compile(method.net, mode=args.compile_mode)
+        channels_last = args.channels_last and args.layout == "force"
+        options = inductor_options(args.compile_mode, channels_last=channels_last)
+        method.net = torch.compile(method.net, options=options)
     method.train()
     trainable = [p for p in method.parameters() if p.requires_grad]
     ema = [p.detach().clone() for p in trainable]
@@ -177,7 +187,7 @@ def main() -> None:
         (
             "settings",
             f"bf16={amp} compile={args.compile and args.compile_mode} "
-            f"channels_last={args.channels_last}",
+            f"channels_last={args.channels_last} layout={args.layout}",
         ),
         ("parameters", f"{params / 1e6:.2f} M"),
         ("forward FLOPs / clip", f"{flops / 1e9:.2f} GFLOP"),

@@ -311,7 +311,10 @@ def demo(args: argparse.Namespace, device: torch.device) -> None:
         {
             "method": "videofusion",
             "paper": "demo: a short run on moving digits",
-            "model": TINY_MODEL if args.tiny else DEMO_MODEL,
+            "model": {
+                **(TINY_MODEL if args.tiny else DEMO_MODEL),
+                "key_lambda": None if args.key_lambda == "none" else float(args.key_lambda),
+            },
             "data": {
                 "name": "moving-digits",
                 "frames": frames,
@@ -384,6 +387,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-4, help="demo learning rate")
     p.add_argument("--ema", type=float, default=0.999, help="demo EMA decay")
     p.add_argument("--out", default="runs/videofusion-demo", help="demo output folder")
+    p.add_argument(
+        "--key-lambda",
+        default="1",
+        help="demo: λ of the key frame (1: the base generator alone makes it; none: λ as the "
+        "other frames, so the residual generator refines it too)",
+    )
     args = p.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu":

@@ -101,7 +101,10 @@ def test_compiled_training_checkpoints_exports_and_resumes(tmp_path, monkeypatch
 
     assert trainer.dynamo_plugin(cfg(3)).backend.value == "NO"
     plugin = trainer.dynamo_plugin(cfg(3, compile=True, compile_mode="reduce-overhead"))
-    assert (plugin.backend.value, plugin.mode) == ("INDUCTOR", "reduce-overhead")
+    assert plugin.backend.value == "INDUCTOR"
+    assert plugin.options == {"triton.cudagraphs": True}
+    plugin = trainer.dynamo_plugin(cfg(3, compile=True, channels_last=True))
+    assert plugin.options == {"force_layout_optimization": True}
     # the same wrapper as inductor's, without minutes of C++ compilation on this CPU
     monkeypatch.setattr(trainer, "dynamo_plugin", lambda cfg: TorchDynamoPlugin(backend="eager"))
     run = train(cfg(3, compile=True), progress=False)

@@ -40,6 +40,7 @@ from videogen.checkpoint import (
     save_pretrained,
     set_rng_state,
 )
+from videogen.compile_options import inductor_options
 from videogen.config import Config, save_config
 from videogen.methods import build_method, method_class
 from videogen.methods.base import VideoMethod
@@ -132,7 +133,8 @@ def dynamo_plugin(cfg: Config) -> TorchDynamoPlugin:
     t = cfg.train
     if not t.compile:
         return TorchDynamoPlugin(backend="no")
-    return TorchDynamoPlugin(backend="inductor", mode=t.compile_mode)
+    options = inductor_options(t.compile_mode, channels_last=t.channels_last)
+    return TorchDynamoPlugin(backend="inductor", options=options)
 
 
 def split_batch(batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
