@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The speed benchmarks behind BENCHMARKS.md, on one GPU. Each benchmark prints one table;
 # logs go to $OUT (or ./bench-logs). Usage: bash benchmarks/gpu_speed.sh [PART...]
-# PART: tests | mcvd | mcvd-bair-graphs | fir | videoflow | ramvid | metrics | videofusion | all
+# PART: tests | mcvd | mcvd-bair-graphs | fir | videoflow | videoflow-profile | ramvid | metrics |
+#       videofusion | all
 set -u
 parts=${*:-all}
 out=${OUT:-bench-logs}
@@ -46,6 +47,10 @@ if want videoflow; then
     --train-batch 0
   run videoflow_eager 90 python3 benchmarks/videoflow.py --bf16 --batches 1 --train-batch 0 \
     --repeats 3
+fi
+if want videoflow-profile; then  # where one eager fp32 clip's GPU time goes, kernel by kernel
+  run videoflow_profile 90 python3 benchmarks/videoflow.py --batches 1 --train-batch 0 \
+    --repeats 1 --profile
 fi
 if want ramvid; then
   run ramvid_bair 150 python3 benchmarks/ramvid.py --config configs/ramvid/bair.yaml \

@@ -65,6 +65,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per setting")
     p.add_argument("--train-batch", type=int, default=None, help="0 skips (default: config)")
     p.add_argument("--tiny", action="store_true", help="a tiny model for a CPU check")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, profile one clip at the first batch size: the 25 kernels (CPU ops "
+        "on a CPU) with the most self time (kernels replayed from CUDA graphs are not listed: "
+        "profile with --compile none)",
+    )
     p.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
     return p.parse_args()
 
@@ -92,6 +99,33 @@ def peak_gib(device: torch.device) -> str:
     if device.type != "cuda":
         return "-"
     return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}"
+
+
+def sample_once(
+    method: VideoFlow,
+    args: argparse.Namespace,
+    batch: int,
+    channels: int,
+    size: int,
+    device: torch.device,
+    autocast: torch.autocast,
+) -> None:
+    video = torch.rand(batch, args.frames, channels, size, size, device=device) * 2 - 1
+    known = predict(args.frames, args.known, batch).to(device)
+    with autocast:
+        method.generate(video, known, temperature=args.temperature)
+
+
+def print_profile(fn: Callable[[], object], device: torch.device) -> None:
+    """The 25 kernels (CPU ops on a CPU) with the most self time in one call of ``fn``."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        fn()
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60))
 
 
 def main() -> None:
@@ -163,6 +197,9 @@ def main() -> None:
         rows.append(
             (f"sample {args.frames}f ({args.known} known)", batch, seconds, rate, peak_gib(device))
         )
+
+    if args.profile:
+        print_profile(lambda: sample_once(method, args, batches[0], c, s, device, autocast), device)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
