@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from videogen.compile_options import inductor_options
+from videogen.compile_options import inductor_options, uses_cuda_graphs
 from videogen.config import load_config
 from videogen.methods import build_method
 from videogen.methods.mcvd import MCVD
@@ -134,9 +134,11 @@ def main() -> None:
 
     if args.channels_last:
         method = method.to(memory_format=torch.channels_last)
+    graphed = False
     if args.compile:
         channels_last = args.channels_last and args.layout == "force"
         options = inductor_options(args.compile_mode, channels_last=channels_last)
+        graphed = uses_cuda_graphs(options)
         method.net = torch.compile(method.net, options=options)
     method.train()
     trainable = [p for p in method.parameters() if p.requires_grad]
@@ -151,7 +153,7 @@ def main() -> None:
     decay = cfg.train.ema_decay or 0.999
 
     def train_step() -> None:
-        if "reduce-overhead" in args.compile_mode:
+        if graphed:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are done
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = method.loss(video)["loss"]

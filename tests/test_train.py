@@ -85,6 +85,7 @@ def test_compiled_training_checkpoints_exports_and_resumes(tmp_path, monkeypatch
     from accelerate.utils import TorchDynamoPlugin
 
     from videogen import train as trainer
+    from videogen.compile_options import uses_cuda_graphs
     from videogen.config import load_config
     from videogen.methods.mcvd import MCVD
 
@@ -105,6 +106,10 @@ def test_compiled_training_checkpoints_exports_and_resumes(tmp_path, monkeypatch
     assert plugin.options == {"triton.cudagraphs": True}
     plugin = trainer.dynamo_plugin(cfg(3, compile=True, channels_last=True))
     assert plugin.options == {"force_layout_optimization": True}
+    assert not uses_cuda_graphs(plugin.options)
+    assert uses_cuda_graphs(
+        trainer.dynamo_plugin(cfg(3, compile=True, compile_mode="max-autotune")).options
+    )
     # the same wrapper as inductor's, without minutes of C++ compilation on this CPU
     monkeypatch.setattr(trainer, "dynamo_plugin", lambda cfg: TorchDynamoPlugin(backend="eager"))
     run = train(cfg(3, compile=True), progress=False)

@@ -21,3 +21,9 @@ def inductor_options(mode: str, *, channels_last: bool) -> dict[str, Any]:
     if channels_last:
         options["force_layout_optimization"] = True
     return options
+
+
+def uses_cuda_graphs(options: dict[str, Any] | None) -> bool:
+    """Whether code compiled with inductor ``options`` replays from CUDA graphs; its caller
+    then marks each step's start (``torch.compiler.cudagraph_mark_step_begin``)."""
+    return bool((options or {}).get("triton.cudagraphs"))

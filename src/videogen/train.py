@@ -40,7 +40,7 @@ from videogen.checkpoint import (
     save_pretrained,
     set_rng_state,
 )
-from videogen.compile_options import inductor_options
+from videogen.compile_options import inductor_options, uses_cuda_graphs
 from videogen.config import Config, save_config
 from videogen.methods import build_method, method_class
 from videogen.methods.base import VideoMethod
@@ -208,6 +208,7 @@ def train(
     t = cfg.train
     run_dir = Path(out if out is not None else t.out)
     method_cls = method_class(cfg.method)
+    plugin = dynamo_plugin(cfg)
     acc = Accelerator(
         cpu=not torch.cuda.is_available(),  # lets `torchrun` / `accelerate launch` run on CPUs
         kwargs_handlers=[
@@ -217,7 +218,7 @@ def train(
         gradient_accumulation_steps=t.grad_accum,
         log_with="tensorboard",
         project_dir=str(run_dir),
-        dynamo_plugin=dynamo_plugin(cfg),
+        dynamo_plugin=plugin,
     )
     main = acc.is_main_process
     set_seed(t.seed, device_specific=True)  # seed + rank on every process
@@ -284,7 +285,7 @@ def train(
         dynamic_ncols=True,
     )
     last_log = started = time.perf_counter()
-    graphed = t.compile and t.compile_mode in ("reduce-overhead", "max-autotune")
+    graphed = uses_cuda_graphs(plugin.options)
     model.train()
     try:
         while step < t.steps:
@@ -322,13 +323,14 @@ def train(
                 out_of_time = t.max_minutes is not None and now - started > 60 * t.max_minutes
                 flags = [bad.float(), torch.tensor(float(out_of_time), device=acc.device)]
                 values = acc.reduce(torch.stack([sums[k] for k in names] + flags), "mean")
-                if values[-2].item() > 0:
+                *losses, non_finite, time_up = values.tolist()  # the one host sync
+                if non_finite > 0:
                     raise TrainingError(
                         f"non-finite loss before step {step}; the run stopped and the last good "
                         f"checkpoint in {run_dir / 'ckpt'} is kept. Lower train.lr, raise "
                         "train.warmup or set train.grad_clip."
                     )
-                record = {k: float(v) / count for k, v in zip(names, values[:-2].tolist())}
+                record = {k: v / count for k, v in zip(names, losses)}
                 record.update(
                     step=step,
                     lr=scheduler.get_last_lr()[0],
@@ -340,7 +342,7 @@ def train(
                     with log_file.open("a") as f:
                         f.write(json.dumps(record) + "\n")
                     bar.set_postfix(loss=f"{record['loss']:.4f}")
-                if values[-1].item() > 0:
+                if time_up > 0:
                     acc.print(f"\ntrain.max_minutes={t.max_minutes} reached at step {step}")
                     break
             if t.sample_every and step % t.sample_every == 0 and main:
