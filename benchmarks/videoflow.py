@@ -16,11 +16,13 @@ CPU smoke run (a tiny model, seconds)::
 
     python benchmarks/videoflow.py --device cpu --tiny
 
-``--compile`` compiles the per-frame sampling function (``VideoFlow.compile_sampler``);
-``reduce-overhead`` adds CUDA graphs, which is what batch-1 sampling needs: eager sampling of a
-24-step, 3-level Glow launches thousands of small kernels per frame. ``cuda-graphs`` captures
-the eager step in CUDA graphs without compiling (``VideoFlow.graph_sampler``). ``--bf16`` runs the
-coupling and prior networks under bf16 autocast; the invertible arithmetic stays float32.
+``--compile`` compiles the per-frame sampling function and the encoding of the known frames
+(``VideoFlow.compile_sampler``); ``reduce-overhead`` adds CUDA graphs, which is what batch-1
+sampling needs: eager sampling of a 24-step, 3-level Glow launches thousands of small kernels
+per frame. ``cuda-graphs`` captures the eager steps in CUDA graphs without compiling
+(``VideoFlow.graph_sampler``, what ``generate`` does on CUDA by default); ``none`` samples
+eagerly. ``--bf16`` runs the coupling and prior networks under bf16 autocast; the invertible
+arithmetic stays float32.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def parse_args() -> argparse.Namespace:
         help="torch.compile mode for the per-frame sampler, or cuda-graphs (no compiling)",
     )
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the networks")
+    p.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="let cuDNN time its algorithms for each convolution shape first",
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed runs per setting")
     p.add_argument("--train-batch", type=int, default=None, help="0 skips (default: config)")
     p.add_argument("--tiny", action="store_true", help="a tiny model for a CPU check")
@@ -132,6 +139,7 @@ def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     cfg = load_config(args.config, (TINY if args.tiny else []) + args.set)
     method = build_method(cfg).to(device)
     assert isinstance(method, VideoFlow)
@@ -177,7 +185,9 @@ def main() -> None:
     method.eval()
     if args.compile == "cuda-graphs":
         method.graph_sampler()
-    elif args.compile != "none":
+    elif args.compile == "none":
+        method.eager_sampler()  # on CUDA generate would replay CUDA graphs by default
+    else:
         method.compile_sampler(mode=args.compile)
     generated = args.frames - args.known
     batches = args.batches or ([1, 4] if args.tiny else [1, 8, 32])
@@ -204,7 +214,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"VideoFlow {args.config}{' (tiny)' if args.tiny else ''} | {s}x{s}x{c} | "
-        f"params {params / 1e6:.2f}M | {name} | compile={args.compile} | bf16={args.bf16}"
+        f"params {params / 1e6:.2f}M | {name} | compile={args.compile} | bf16={args.bf16} | "
+        f"cudnn.benchmark={args.cudnn_benchmark}"
     )
     print("| what | batch | seconds (median) | throughput | peak GiB |")
     print("|---|---|---|---|---|")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from videogen.config import Config, ConfigError, from_dict, load_config
+from videogen.cuda_graphs import CudaGraphed
 from videogen.methods import build_method
 from videogen.methods.videoflow import VideoFlow
 from videogen.models.videoflow_glow import ActNorm, to_flow
@@ -19,7 +20,7 @@ from videogen.tasks import predict
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "videoflow"
 
 
-def tiny(frames: int = 4, **model: Any) -> VideoFlow:
+def tiny(frames: int = 4, sample: dict[str, Any] | None = None, **model: Any) -> VideoFlow:
     """Levels 2, 2 steps, width 16, 16x16 RGB frames, 2 frames of history."""
     settings = {
         "levels": 2,
@@ -32,7 +33,8 @@ def tiny(frames: int = 4, **model: Any) -> VideoFlow:
     }
     settings.update(model)
     data = {"frames": frames, "size": 16, "channels": 3}
-    cfg = from_dict(Config, {"method": "videoflow", "data": data, "model": settings})
+    raw = {"method": "videoflow", "data": data, "model": settings, "sample": sample or {}}
+    cfg = from_dict(Config, raw)
     method = build_method(cfg)
     assert isinstance(method, VideoFlow)
     return method
@@ -298,14 +300,14 @@ def test_compiled_sampler_samples_as_eager_and_follows_training() -> None:
     torch._dynamo.reset()
     method.compile_sampler(backend="eager", fullgraph=True)  # fullgraph: a graph break fails
     compiled = method.generate(video, known, generator=_seeded())
-    method._fast_frame = None
+    method.eager_sampler()
     torch.testing.assert_close(compiled, method.generate(video, known, generator=_seeded()))
     with torch.no_grad():
         for p in method.parameters():
             p.mul_(1.01)  # "training": generate must refresh what the compiled code reads
     method.compile_sampler(backend="eager", fullgraph=True)
     compiled = method.generate(video, known, temperature=0.0)
-    method._fast_frame = None
+    method.eager_sampler()
     torch.testing.assert_close(compiled, method.generate(video, known, temperature=0.0))
 
 
@@ -319,6 +321,7 @@ def test_cuda_graph_sampler_matches_eager(bf16: bool) -> None:
     method.loss(video)  # actnorm initialisation
     method.eval()
     known = predict(6, 2, batch=2).cuda()
+    method.eager_sampler()  # CUDA samples replay graphs by default
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
         eager = [method.generate(video, known, generator=_seeded(s)) for s in (0, 1)]
         mode = method.generate(video, known, temperature=0.0)
@@ -328,3 +331,21 @@ def test_cuda_graph_sampler_matches_eager(bf16: bool) -> None:
             for seed, want in zip((0, 1), eager):
                 assert torch.equal(method.generate(video, known, generator=_seeded(seed)), want)
         assert torch.equal(method.generate(video, known, temperature=0.0), mode)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_samples_replay_graphs_unless_the_config_says_no() -> None:
+    video = moving_squares().cuda()
+    known = predict(4, 2, batch=2).cuda()
+    torch.manual_seed(0)
+    method = initialised(tiny().cuda(), video)
+    graphed = method.generate(video, known, generator=_seeded())
+    assert isinstance(method._fast_frame, CudaGraphed)
+    method.eager_sampler()
+    assert torch.equal(method.generate(video, known, generator=_seeded()), graphed)
+    assert method._fast_frame is None
+    torch.manual_seed(0)
+    method = initialised(tiny(sample={"cuda_graphs": False}).cuda(), video)
+    assert torch.equal(method.generate(video, known, generator=_seeded()), graphed)
+    assert method._fast_frame is None

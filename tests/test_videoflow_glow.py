@@ -188,6 +188,26 @@ def test_folded_forms_follow_parameter_changes_in_place() -> None:
         torch.testing.assert_close(step.reverse(forward), x, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("coupling", ["affine", "additive"])
+def test_folded_flow_step_forward_equals_the_step_as_written(coupling: str) -> None:
+    """Without gradients, actnorm and the 1x1 convolution run as one matrix product with a
+    constant log-determinant: same output and log-determinant as the step as written."""
+    torch.manual_seed(0)
+    step = _perturbed(FlowStep(8, 16, coupling, "gated"))
+    x = torch.randn(3, 8, 4, 6)
+    written, written_logdet = step(x)
+    with torch.no_grad():
+        folded, folded_logdet = step(x)
+    torch.testing.assert_close(folded, written.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folded_logdet, written_logdet.detach(), atol=1e-4, rtol=1e-5)
+    _perturbed(step, seed=1)  # the folded form follows a parameter change
+    with torch.no_grad():
+        folded, folded_logdet = step(x)
+    written, written_logdet = step(x)
+    torch.testing.assert_close(folded, written.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folded_logdet, written_logdet.detach(), atol=1e-4, rtol=1e-5)
+
+
 def test_folded_forms_under_inference_mode_survive_later_training() -> None:
     torch.manual_seed(0)
     conv = _perturbed(ConvLayer(3, 4, (3, 3)))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from einops import rearrange
@@ -125,8 +125,11 @@ class VideoFlow(VideoMethod):
             )
             for level, shape in enumerate(self.latent_shapes)
         )
-        # a faster stand-in for ``_next_frame``: compiled, or replayed from CUDA graphs
+        # faster stand-ins for ``_next_frame`` and ``_known_latents``: compiled, or replayed
+        # from CUDA graphs
         self._fast_frame: Callable[..., tuple[Tensor, list[Tensor]]] | None = None
+        self._fast_encode: Callable[[Tensor], list[Tensor]] | None = None
+        self._auto_graphs = cfg.sample.cuda_graphs  # graph_sampler on the first CUDA call
 
     # ------------------------------------------------------------------ likelihood
 
@@ -257,6 +260,10 @@ class VideoFlow(VideoMethod):
         do not apply to a flow and are ignored. Known frames come back exactly; generated
         frames lie on the ``n_bits`` grid in ``[-1, 1]``.
 
+        On CUDA each frame's step is replayed from CUDA graphs (``graph_sampler``) unless
+        ``sample.cuda_graphs`` is false or another sampler was chosen (``compile_sampler``,
+        ``eager_sampler``).
+
         A frame with fewer than ``cond_frames`` frames before it comes from the marginal priors
         (as in the official code). Those are trained only on frames the loss scores without a
         full history: with ``context_frames >= cond_frames`` (both paper configs) give at
@@ -272,6 +279,8 @@ class VideoFlow(VideoMethod):
             return video.clone()
         temperature = self.cfg.sample.temperature if temperature is None else float(temperature)
         n = self.model_cfg.cond_frames
+        if self._fast_frame is None and self._auto_graphs and video.is_cuda:
+            self.graph_sampler()
         history = self._encode_history(video[:, max(0, k - n) : k])
         refresh_folds(self)  # graph replays cannot notice changed parameters themselves
         next_frame = self._fast_frame or self._next_frame
@@ -284,8 +293,8 @@ class VideoFlow(VideoMethod):
                     for shape in self.latent_shapes
                 ]
             full = history[0].shape[1] == n
-            x, latents = next_frame(history if full else None, noise, temperature, b)
-            out[:, i] = from_flow(x, self.model_cfg.n_bits).to(out.dtype)
+            frame, latents = next_frame(history if full else None, noise, temperature, b)
+            out[:, i] = frame
             # contiguous: the same strides every frame (no recompiles of a compiled sampler)
             history = [
                 torch.cat([h, z[:, None]], 1)[:, -n:].contiguous() for h, z in zip(history, latents)
@@ -297,6 +306,10 @@ class VideoFlow(VideoMethod):
         b, k = frames.shape[:2]
         if k == 0:
             return [frames.new_zeros(b, 0, *shape) for shape in self.latent_shapes]
+        return (self._fast_encode or self._known_latents)(frames)
+
+    def _known_latents(self, frames: Tensor) -> list[Tensor]:
+        b = frames.shape[0]
         x = to_flow(frames, self.model_cfg.n_bits)
         latents, _, _ = self.glow.encode(rearrange(x, "b t c h w -> (b t) c h w"))
         return [rearrange(z, "(b t) c h w -> b t c h w", b=b).contiguous() for z in latents]
@@ -308,9 +321,9 @@ class VideoFlow(VideoMethod):
         temperature: float,
         batch: int,
     ) -> tuple[Tensor, list[Tensor]]:
-        """One frame in flow space ``(B, C, H, W)`` and its latents per level. ``history``:
-        the last ``cond_frames`` latents per level, or ``None`` (marginal priors). ``noise``:
-        standard normal per level, or ``None`` for the means."""
+        """One frame ``(B, C, H, W)`` in ``[-1, 1]`` (float32, on the ``n_bits`` grid) and its
+        latents per level. ``history``: the last ``cond_frames`` latents per level, or ``None``
+        (marginal priors). ``noise``: standard normal per level, or ``None`` for the means."""
         latents: list[Tensor] = [torch.empty(0)] * len(self.priors)
 
         def sample(level: int, context: Tensor | None) -> Tensor:
@@ -321,38 +334,46 @@ class VideoFlow(VideoMethod):
             return z
 
         top = sample(len(self.priors) - 1, None)
-        return self.glow.decode(top, sample), latents
+        return from_flow(self.glow.decode(top, sample), self.model_cfg.n_bits), latents
 
     def compile_sampler(self, **compile_kwargs: object) -> None:
-        """Sample through ``torch.compile`` (e.g. ``mode="reduce-overhead"`` for CUDA graphs).
+        """Sample through ``torch.compile`` (e.g. ``mode="reduce-overhead"`` for CUDA graphs):
+        the encoding of the known frames and each generated frame's step.
 
-        The first frame of each kind (with or without history, autocast state) also runs
+        The first call of each kind (which arguments are ``None``, autocast state) also runs
         eagerly once, so that the layers' folded tensors exist before the compiled code reads
         them (see ``videoflow_glow.Folded``)."""
-        compiled = torch.compile(self._next_frame, **compile_kwargs)  # type: ignore[arg-type]
+        self._fast_frame = self._primed(self._next_frame, compile_kwargs)
+        self._fast_encode = self._primed(self._known_latents, compile_kwargs)
+
+    def _primed(self, fn: Callable[..., Any], compile_kwargs: dict[str, Any]) -> Callable[..., Any]:
+        compiled = torch.compile(fn, **compile_kwargs)
         primed: set[tuple] = set()
 
-        def frame(
-            history: list[Tensor] | None,
-            noise: list[Tensor] | None,
-            temperature: float,
-            batch: int,
-        ) -> tuple[Tensor, list[Tensor]]:
+        def call(*args: Any) -> Any:
             device = next(self.parameters()).device.type
-            kind = (history is None, torch.is_autocast_enabled(device))
+            kind = (tuple(a is None for a in args), torch.is_autocast_enabled(device))
             if kind not in primed:
-                self._next_frame(history, noise, temperature, batch)
+                fn(*args)
                 primed.add(kind)
-            return compiled(history, noise, temperature, batch)
+            return compiled(*args)
 
-        self._fast_frame = frame
+        return call
 
     def graph_sampler(self) -> None:
-        """Sample on CUDA by replaying each frame's step from a CUDA graph: the same kernels as
-        eager sampling without its launch overhead, and no compilation. One capture per batch
-        size, temperature and autocast state (the first frame of each runs the step a few times
-        to capture it). Captures read the parameters in place, so later training is seen."""
+        """Sample on CUDA by replaying the encoding of the known frames and each frame's step
+        from CUDA graphs: the same kernels as eager sampling without its launch overhead, and
+        no compilation. One capture per batch size, temperature and autocast state (the first
+        call of each runs the step a few times to capture it). Captures read the parameters in
+        place, so later training is seen."""
         self._fast_frame = CudaGraphed(self._next_frame)
+        self._fast_encode = CudaGraphed(self._known_latents)
+
+    def eager_sampler(self) -> None:
+        """Sample eagerly from now on, on CUDA too (after ``compile_sampler`` or
+        ``graph_sampler``, or instead of the default CUDA graphs)."""
+        self._fast_frame = self._fast_encode = None
+        self._auto_graphs = False
 
 
 def _noise(

@@ -21,10 +21,11 @@ Log-determinants are float32 sums, and the invertible arithmetic runs outside au
 
 Without gradients (sampling, evaluation) the layers run a *folded* form with fewer kernels, which
 is what batch-1 sampling is bound by: a ``ConvLayer`` is one convolution and one ``addcmul`` (its
-edge-bias term, bias and scale precomputed per input shape), and a flow step's inverse actnorm and
-inverse 1x1 convolution are one matrix product. The folded tensors are cached and recomputed in
-place whenever a parameter changes (``refresh_folds``), so CUDA graphs captured over them stay
-valid after training. With gradients enabled, the layers run as written above.
+edge-bias term, bias and scale precomputed per input shape), and a flow step's actnorm and 1x1
+convolution (or their inverses) are one matrix product with a constant log-determinant. The
+folded tensors are cached and recomputed in place whenever a parameter changes
+(``refresh_folds``), so CUDA graphs captured over them stay valid after training. With
+gradients enabled, the layers run as written above.
 """
 
 from __future__ import annotations
@@ -492,21 +493,41 @@ class FlowStep(nn.Module):
         scale = torch.exp(-self.actnorm.logs * LOGSCALE_FACTOR).flatten()
         return [scale[:, None] * w_inv, -self.actnorm.bias.flatten()[None, :, None]]
 
+    def _fold_forward(self) -> list[Tensor]:
+        """``[A, c, d]`` with actnorm then the 1x1 convolution equal to ``A x + c`` per pixel
+        (``A = W diag(exp(3 s))``, ``c = A b``) and ``d`` their ``log|det|`` per pixel."""
+        with _full_precision(self.invconv.log_s):
+            a = self.invconv.weight() * torch.exp(self.actnorm.logs * LOGSCALE_FACTOR).flatten()
+            c = (a @ self.actnorm.bias.flatten())[None, :, None]
+            d = self.actnorm.logs.sum() * LOGSCALE_FACTOR + self.invconv.log_s.sum()
+        return [a, c, d]
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.actnorm(x)  # initialises itself first when asked to, so logdet comes after
-        logdet = self.actnorm.logdet(x) + self.invconv.logdet(x)
-        x, coupling_logdet = self.coupling(self.invconv(x))
-        return x, logdet + coupling_logdet
+        if _folding(self.actnorm.ready):
+            a, c, d = self.folds.get(("forward", x.device), self.fold_params(), self._fold_forward)
+            y = _pointwise_affine(a, c, x)
+            logdet = d * (x.shape[-2] * x.shape[-1])
+        else:
+            y = self.actnorm(x)  # initialises itself first when asked to, so logdet comes after
+            logdet = self.actnorm.logdet(y) + self.invconv.logdet(y)
+            y = self.invconv(y)
+        y, coupling_logdet = self.coupling(y)
+        return y, logdet + coupling_logdet
 
     def reverse(self, y: Tensor) -> Tensor:
         x = self.coupling.reverse(y)
         if not _folding():
             return self.actnorm.reverse(self.invconv.reverse(x))
         a, c = self.folds.get((x.device,), self.fold_params(), self._fold)
-        n, channels, h, w = x.shape
-        with _full_precision(x):
-            flat = x.to(a.dtype).flatten(2)
-            return torch.baddbmm(c, a.expand(n, -1, -1), flat).view(n, channels, h, w)
+        return _pointwise_affine(a, c, x)
+
+
+def _pointwise_affine(a: Tensor, c: Tensor, x: Tensor) -> Tensor:
+    """``A x + c`` at every pixel of ``x`` ``(N, C, H, W)``, in float32 (one batched matmul)."""
+    n, channels, h, w = x.shape
+    with _full_precision(x):
+        flat = x.to(a.dtype).flatten(2)
+        return torch.baddbmm(c, a.expand(n, -1, -1), flat).view(n, channels, h, w)
 
 
 SplitSampler = Callable[[int, Tensor], Tensor]
