@@ -16,8 +16,8 @@ CPU smoke run (a tiny model, seconds)::
 
     python benchmarks/videoflow.py --device cpu --tiny
 
-``--compile`` compiles the per-frame sampling function and the encoding of the known frames
-(``VideoFlow.compile_sampler``); ``reduce-overhead`` adds CUDA graphs, which is what batch-1
+``--compile`` compiles the per-frame sampling function (``VideoFlow.compile_sampler``; the
+known frames are encoded eagerly); ``reduce-overhead`` adds CUDA graphs, which is what batch-1
 sampling needs: eager sampling of a 24-step, 3-level Glow launches thousands of small kernels
 per frame. ``cuda-graphs`` captures the eager steps in CUDA graphs without compiling
 (``VideoFlow.graph_sampler``, what ``generate`` does on CUDA by default); ``none`` samples

@@ -8,7 +8,9 @@ runs exactly the same kernels (the outputs are bit-identical to eager).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -73,10 +75,28 @@ class CudaGraphed:
                 self.fn(*args)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.autocast(**autocast):
+        with _no_garbage_collection(), torch.cuda.graph(graph), torch.autocast(**autocast):
             outputs = self.fn(*args)
         return static_inputs, graph, outputs
 
     def clear(self) -> None:
         """Drop every capture (and the GPU memory their pools hold)."""
         self._captures.clear()
+
+
+@contextmanager
+def _no_garbage_collection() -> Iterator[None]:
+    """Collect garbage now, then not until the block ends.
+
+    A CUDA graph that dies during another graph's capture (say one held by a reference cycle,
+    as a model holding its own ``CudaGraphed`` step is, freed by a collection that the
+    capture's allocations trigger) is destroyed mid-capture, which CUDA forbids: the capture
+    fails, and the CUDA random generator stays marked as capturing."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from einops import rearrange
@@ -337,28 +337,32 @@ class VideoFlow(VideoMethod):
         return from_flow(self.glow.decode(top, sample), self.model_cfg.n_bits), latents
 
     def compile_sampler(self, **compile_kwargs: object) -> None:
-        """Sample through ``torch.compile`` (e.g. ``mode="reduce-overhead"`` for CUDA graphs):
-        the encoding of the known frames and each generated frame's step.
+        """Sample each generated frame through ``torch.compile`` (e.g.
+        ``mode="reduce-overhead"`` for CUDA graphs); the known frames are encoded eagerly.
 
-        The first call of each kind (which arguments are ``None``, autocast state) also runs
-        eagerly once, so that the layers' folded tensors exist before the compiled code reads
-        them (see ``videoflow_glow.Folded``)."""
-        self._fast_frame = self._primed(self._next_frame, compile_kwargs)
-        self._fast_encode = self._primed(self._known_latents, compile_kwargs)
-
-    def _primed(self, fn: Callable[..., Any], compile_kwargs: dict[str, Any]) -> Callable[..., Any]:
-        compiled = torch.compile(fn, **compile_kwargs)
+        (Compiling the encoding as well failed under ``reduce-overhead``: CUDA graph trees
+        overwrote its outputs before the first frame read them.) The first frame of each kind
+        (with or without history, autocast state) also runs eagerly once, so that the layers'
+        folded tensors exist before the compiled code reads them (see
+        ``videoflow_glow.Folded``)."""
+        compiled = torch.compile(self._next_frame, **compile_kwargs)  # type: ignore[arg-type]
         primed: set[tuple] = set()
 
-        def call(*args: Any) -> Any:
+        def frame(
+            history: list[Tensor] | None,
+            noise: list[Tensor] | None,
+            temperature: float,
+            batch: int,
+        ) -> tuple[Tensor, list[Tensor]]:
             device = next(self.parameters()).device.type
-            kind = (tuple(a is None for a in args), torch.is_autocast_enabled(device))
+            kind = (history is None, torch.is_autocast_enabled(device))
             if kind not in primed:
-                fn(*args)
+                self._next_frame(history, noise, temperature, batch)
                 primed.add(kind)
-            return compiled(*args)
+            return compiled(history, noise, temperature, batch)
 
-        return call
+        self._fast_frame = frame
+        self._fast_encode = None
 
     def graph_sampler(self) -> None:
         """Sample on CUDA by replaying the encoding of the known frames and each frame's step
