@@ -9,6 +9,10 @@
 #   bash benchmarks/gpu_quality.sh start MCVD_MIN OTHER_MIN # launch the trainings detached
 #   bash benchmarks/gpu_quality.sh start-others 0 OTHER_MIN # only VideoFlow and VideoFusion
 #   bash benchmarks/gpu_quality.sh start-mcvd-videofusion MCVD_MIN OTHER_MIN  # no VideoFlow
+#   bash benchmarks/gpu_quality.sh start-videoflow 0 OTHER_MIN  # VideoFlow alone
+#   bash benchmarks/gpu_quality.sh videoflow                # wait for VideoFlow, evaluate it
+# VIDEOFLOW_ARGS adds overrides to VideoFlow's training (session 5: "train.batch_size=32
+# train.grad_clip=1.0").
 #   bash benchmarks/gpu_quality.sh others                   # wait for VideoFlow/VideoFusion, eval
 #   bash benchmarks/gpu_quality.sh mcvd                     # wait for MCVD, evaluate it
 set -u
@@ -41,7 +45,7 @@ start_mcvd() {
 }
 start_videoflow() {
   launch videoflow $vg train configs/videoflow/stochastic_shapes.yaml train.out=runs/q-videoflow \
-    train.max_minutes="$other_min" train.warmup=500 data.num_workers=3 $common
+    train.max_minutes="$other_min" train.warmup=500 data.num_workers=3 $common ${VIDEOFLOW_ARGS:-}
 }
 start_videofusion() {  # KEY_LAMBDA=none: the key frame refined by the residual generator too
   launch videofusion python3 benchmarks/videofusion.py --device cuda --demo 100000 \
@@ -80,10 +84,12 @@ case $what in
   start) start_mcvd && start_videoflow && start_videofusion ;;
   start-others) start_videoflow && start_videofusion ;;
   start-mcvd-videofusion) start_mcvd && start_videofusion ;;
+  start-videoflow) start_videoflow ;;
   others) videoflow && videofusion ;;
+  videoflow) videoflow ;;
   videofusion) videofusion ;;
   mcvd) mcvd ;;
   all) start_mcvd && start_videoflow && start_videofusion && videoflow && videofusion && mcvd ;;
-  *) echo "usage: $0 all|start|start-others|start-mcvd-videofusion|others|videofusion|mcvd" \
+  *) echo "usage: $0 all|start|start-others|start-mcvd-videofusion|start-videoflow|others|videoflow|videofusion|mcvd" \
     "[MCVD_MIN OTHER_MIN]" >&2 && exit 2 ;;
 esac

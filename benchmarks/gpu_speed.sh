@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The speed benchmarks behind BENCHMARKS.md, on one GPU. Each benchmark prints one table;
 # logs go to $OUT (or ./bench-logs). Usage: bash benchmarks/gpu_speed.sh [PART...]
-# PART: tests | mcvd | mcvd-bair-graphs | fir | videoflow | videoflow-profile | ramvid | metrics |
-#       videofusion | all
+# PART: tests | mcvd | mcvd-bair-graphs | fir | videoflow | videoflow-graphs | videoflow-profile |
+#       videoflow-train | ramvid | metrics | videofusion | all
 set -u
 parts=${*:-all}
 out=${OUT:-bench-logs}
@@ -47,6 +47,22 @@ if want videoflow; then
     --train-batch 0
   run videoflow_eager 90 python3 benchmarks/videoflow.py --bf16 --batches 1 --train-batch 0 \
     --repeats 3
+fi
+if want videoflow-graphs; then  # session 5: the default CUDA-graph sampler, fp32, +- cudnn.benchmark
+  for cudnn in "" --cudnn-benchmark; do
+    run "videoflow_graphs${cudnn:+_cudnnb}" 100 python3 benchmarks/videoflow.py \
+      --compile cuda-graphs --train-batch 0 --batches 1 8 $cudnn
+    # 3 known frames encoded and 1 generated: with the 20-frame clip, the cost of one frame
+    run "videoflow_graphs_4f${cudnn:+_cudnnb}" 100 python3 benchmarks/videoflow.py \
+      --compile cuda-graphs --train-batch 0 --batches 1 --frames 4 $cudnn
+  done
+fi
+if want videoflow-train; then  # session 5: training steps of the stochastic-shapes config
+  shapes="--config configs/videoflow/stochastic_shapes.yaml --compile cuda-graphs --batches 1"
+  for setting in "10" "32" "32 --bf16" "64 --bf16 --cudnn-benchmark"; do
+    run "videoflow_shapes_train_${setting// /_}" 100 python3 benchmarks/videoflow.py $shapes \
+      --frames 5 --known 1 --train-batch $setting
+  done
 fi
 if want videoflow-profile; then  # where one eager fp32 clip's GPU time goes, kernel by kernel
   run videoflow_profile 90 python3 benchmarks/videoflow.py --batches 1 --train-batch 0 \
