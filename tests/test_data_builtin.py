@@ -244,3 +244,16 @@ def test_shapes_grey_and_speed_option() -> None:
     assert same(clip[0], clip[1])  # speed 0: the shape stays
     with pytest.raises(DatasetError, match="min_size <= max_size"):
         build_dataset(DataConfig(name="stochastic-shapes", options={"min_size": 2.0}))
+
+
+def test_shapes_directions_option_restricts_the_motion() -> None:
+    cfg = DataConfig(name="stochastic-shapes", frames=2, options={"directions": [[1, 0]]})
+    clips = take(build_dataset(cfg, "test", length=32), 32).astype(np.float64)
+    mass = clips.sum(-1)
+    cols = (mass.sum(2) * np.arange(64)).sum(2) / mass.sum(axis=(2, 3))
+    rows = (mass.sum(3) * np.arange(64)).sum(2) / mass.sum(axis=(2, 3))
+    np.testing.assert_allclose(cols[:, 1] - cols[:, 0], 6.4, atol=0.3)  # one unit right
+    np.testing.assert_allclose(rows[:, 1] - rows[:, 0], 0.0, atol=0.3)
+    for bad in ([[0, 0]], [], [[2, 1]], 3):
+        with pytest.raises(DatasetError, match="option directions="):
+            build_dataset(DataConfig(name="stochastic-shapes", options={"directions": bad}))

@@ -5,7 +5,8 @@ units, one shape (circle, square or equilateral triangle) of size ``s`` ~ U[0.5,
 (circle radius, square half-side, triangle half-base) in one of 6 colours (matplotlib's
 b, g, r, c, m, y), starting at the centre and moving ``speed`` = 1 unit per frame in one of 8
 directions (the axes and diagonals; a diagonal step is 1 unit on each axis). Size, colour,
-shape and direction are fixed within a clip; t2t's videos have 5 frames. Edges are
+shape and direction are fixed within a clip; t2t's videos have 5 frames. Option ``directions``
+restricts the draw to some of the 8 (not in the original). Edges are
 antialiased from each pixel's distance to the edge. At 64 px a unit is 6.4 px, so the
 shape leaves a 64x64 canvas after about 5 frames, as in the original.
 """
@@ -40,6 +41,9 @@ OPTIONS = {
     "speed": 1.0,  # units per frame along each moving axis
     "min_size": 0.5,
     "max_size": 1.5,
+    # (right, up) steps to draw from, e.g. [[1, 0]] (always right: deterministic motion, a
+    # sanity check for a predictor); null = all 8
+    "directions": None,
 }
 
 
@@ -81,21 +85,23 @@ class StochasticShapes(GeneratedSource):
         speed: float = 1.0,
         min_size: float = 0.5,
         max_size: float = 1.5,
+        directions: list[list[int]] | None = None,
     ) -> None:
         super().__init__(shape)
         if not 0 < min_size <= max_size:
             raise DatasetError(f"options need 0 < min_size <= max_size, got {min_size}, {max_size}")
         self.speed, self.min_size, self.max_size = speed, min_size, max_size
+        self.directions = DIRECTIONS if directions is None else _checked_directions(directions)
 
     def render(self, rng: np.random.Generator, n: int, frames: int) -> np.ndarray:
         size = self.shape.size
         scale = size / UNITS  # pixels per unit
         kind = rng.integers(len(SHAPES), size=n)
         colour = rng.integers(len(COLOURS), size=n)
-        direction = rng.integers(len(DIRECTIONS), size=n)
+        direction = rng.integers(len(self.directions), size=n)
         radius = rng.uniform(self.min_size, self.max_size, size=n) * scale
         # centres (n, frames) in pixels: x right, rows down (the units' y axis points up)
-        right, up = (DIRECTIONS[direction] * self.speed).T
+        right, up = (self.directions[direction] * self.speed).T
         t = np.arange(frames)
         col = (UNITS / 2 + right[:, None] * t) * scale
         row = (UNITS / 2 - up[:, None] * t) * scale
@@ -127,6 +133,21 @@ class StochasticShapes(GeneratedSource):
             r0, c0, r1, c1 = max(y, 0), max(x, 0), min(y + box, size), min(x + box, size)
             out[i, f, r0:r1, c0:c1] = ink[i, f, r0 - y : r1 - y, c0 - x : c1 - x]
         return out if self.shape.channels == 3 else _grey(out)
+
+
+def _checked_directions(directions: list[list[int]]) -> np.ndarray:
+    """The ``directions`` option as an array of rows of ``DIRECTIONS``, or a ``DatasetError``."""
+    allowed = {tuple(int(v) for v in d) for d in DIRECTIONS}
+    try:
+        steps = [tuple(d) for d in directions]
+    except TypeError:
+        steps = []
+    if not steps or any(s not in allowed for s in steps):
+        raise DatasetError(
+            f"option directions={directions!r}: give a list of (right, up) steps out of "
+            f"{sorted(allowed)}, e.g. [[1, 0]] for always right"
+        )
+    return np.array(steps, dtype=np.float64)
 
 
 def _grey(clips: np.ndarray) -> np.ndarray:
