@@ -245,6 +245,20 @@ def test_bad_model_settings_name_the_key() -> None:
         tiny(couplings="affine")
     with pytest.raises(ConfigError, match="model.context_frames"):
         tiny(context_frames=4)
+    with pytest.raises(ConfigError, match="model.log_scale_bound"):
+        tiny(log_scale_bound=0.0)
+
+
+def test_log_scale_bound_limits_every_prior_scale() -> None:
+    torch.manual_seed(0)
+    method = initialised(tiny(log_scale_bound=0.5), moving_squares())
+    with torch.no_grad():
+        for p in method.parameters():
+            p.add_(torch.randn(p.shape) * 3)  # push the log-scales far out
+        history = torch.randn(2, 2, *method.latent_shapes[-1]) * 10
+        _, log_scale = method.priors[-1](history, None, 2)
+    assert log_scale.abs().max() <= 0.5
+    assert log_scale.abs().max() > 0.4  # reached: the bound, not the network, limits it
 
 
 @pytest.mark.parametrize(

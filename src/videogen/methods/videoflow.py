@@ -56,6 +56,9 @@ class VideoFlowConfig:
     prior_dilations: list[int] = field(default_factory=lambda: [1, 2, 4])
     cond_frames: int = 3  # [num_cond_latents] frames of history the prior sees
     latent_skip: bool = True  # [latent_skip] prior mean = z_{t-1} + network output
+    # priors' log-scales are soft-clamped to +- this (the official code leaves them unbounded;
+    # 10 lies far above the log-scales of about 5 that the runs here reached)
+    log_scale_bound: float = 10.0
     context_frames: int = 3  # [video_num_input_frames] leading frames not scored by the loss
     train_frames: int | None = None  # [num_train_frames] random sub-clip per step; null = all
     score_context: bool = False  # [model_input] also score the leading context frames
@@ -70,6 +73,8 @@ def _check(m: VideoFlowConfig, cfg: Config) -> None:
             raise ConfigError(f"model.{key} must be at least 1, got {getattr(m, key)}")
     if m.prior_depth < 0 or m.context_frames < 0:
         raise ConfigError("model.prior_depth and model.context_frames must be >= 0")
+    if m.log_scale_bound <= 0:
+        raise ConfigError(f"model.log_scale_bound must be > 0, got {m.log_scale_bound}")
     if not 1 <= m.n_bits <= 8:
         raise ConfigError(f"model.n_bits must be in 1..8, got {m.n_bits}")
     if any(d < 1 for d in m.prior_dilations):
@@ -122,6 +127,7 @@ class VideoFlow(VideoMethod):
                 activation=m.prior_activation,
                 dilations=m.prior_dilations,
                 latent_skip=m.latent_skip,
+                log_scale_bound=m.log_scale_bound,
             )
             for level, shape in enumerate(self.latent_shapes)
         )

@@ -24,8 +24,8 @@ The dynamics network (``prior``):
 
 With ``latent_skip`` the network predicts a change: mean = ``z_{t-1}`` + network output. Every
 network starts as the identity/zero map, so a fresh prior is ``N(z_{t-1}, 1)`` or ``N(0, 1)``.
-Log-scales are soft-clamped to ``+-LOG_SCALE_BOUND`` (``b * tanh(s / b)``): no overflow, and the
-gradient never vanishes as a hard clamp's would.
+Log-scales are soft-clamped to ``+-b`` (``b * tanh(s / b)``, ``b`` = ``LOG_SCALE_BOUND`` unless
+given): no overflow, and the gradient never vanishes as a hard clamp's would.
 """
 
 from __future__ import annotations
@@ -199,6 +199,7 @@ class LevelPrior(nn.Module):
         activation: Activation,
         dilations: list[int],
         latent_skip: bool,
+        log_scale_bound: float = LOG_SCALE_BOUND,
     ) -> None:
         super().__init__()
         self.split = split
@@ -224,6 +225,7 @@ class LevelPrior(nn.Module):
             raise ValueError(f"unknown prior {kind!r}; choose pointwise, conv or conv3d")
         # pointwise already starts as z_{t-1}: a skip would double it
         self.latent_skip = latent_skip and kind != "pointwise"
+        self.log_scale_bound = log_scale_bound
 
     def forward(
         self, history: Tensor | None, context: Tensor | None, batch: int
@@ -249,4 +251,4 @@ class LevelPrior(nn.Module):
             mean, log_scale = self.dynamics(history, marginal)
             if self.latent_skip:
                 mean = mean + wide(history[:, -1])
-        return mean, soft_clamp(log_scale)
+        return mean, soft_clamp(log_scale, self.log_scale_bound)
