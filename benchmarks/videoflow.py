@@ -108,21 +108,6 @@ def peak_gib(device: torch.device) -> str:
     return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}"
 
 
-def sample_once(
-    method: VideoFlow,
-    args: argparse.Namespace,
-    batch: int,
-    channels: int,
-    size: int,
-    device: torch.device,
-    autocast: torch.autocast,
-) -> None:
-    video = torch.rand(batch, args.frames, channels, size, size, device=device) * 2 - 1
-    known = predict(args.frames, args.known, batch).to(device)
-    with autocast:
-        method.generate(video, known, temperature=args.temperature)
-
-
 def print_profile(fn: Callable[[], object], device: torch.device) -> None:
     """The 25 kernels (CPU ops on a CPU) with the most self time in one call of ``fn``."""
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -207,9 +192,8 @@ def main() -> None:
         rows.append(
             (f"sample {args.frames}f ({args.known} known)", batch, seconds, rate, peak_gib(device))
         )
-
-    if args.profile:
-        print_profile(lambda: sample_once(method, args, batches[0], c, s, device, autocast), device)
+        if args.profile and batch == batches[0]:
+            print_profile(sample, device)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
