@@ -71,7 +71,6 @@ def test_save_config_is_loadable(tmp_path):
     assert "steps: 7" in path.read_text()
 
 
-
 def test_config_and_registry_import_no_method():
     """Layering: config knows nothing of methods; the registry and checkpoints import a method
     module only when one is asked for (so no import cycle can form)."""

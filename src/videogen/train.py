@@ -21,7 +21,6 @@ Things worth knowing:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import time
@@ -45,6 +44,7 @@ from videogen.checkpoint import (
 )
 from videogen.compile_options import inductor_options, uses_cuda_graphs
 from videogen.config import Config, save_config
+from videogen.ema import EMA, ema_weights
 from videogen.methods.base import ParamGroup, VideoMethod
 from videogen.registry import build_method, method_class
 
@@ -54,53 +54,6 @@ class TrainingError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- small pieces
-
-
-class EMA:
-    """Exponential moving average of the trainable parameters: ``s <- d s + (1 - d) p``.
-
-    The average starts at the weights after the first optimizer step, not at construction:
-    data-dependent initialisation (VideoFlow's actnorm) happens in the first forward pass, and
-    an average that began before it would carry the uninitialised values.
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        decay: float,
-        warmup: bool = False,
-        params: Iterable[torch.nn.Parameter] | None = None,
-    ) -> None:
-        self.decay = decay
-        self.warmup = warmup
-        # ``params``: the averaged parameters (default: every trainable one), in model order
-        chosen = None if params is None else {id(p) for p in params}
-        self.names = [
-            n
-            for n, p in model.named_parameters()
-            if (p.requires_grad if chosen is None else id(p) in chosen)
-        ]
-        self.shadow: list[Tensor] | None = None
-
-    def decay_at(self, step: int) -> float:
-        """The decay of update ``step`` (0-based); with warm-up ``(1 + n) / (10 + n)`` caps it,
-        so the average of a short run is not dominated by its first weights."""
-        return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        params = dict(model.named_parameters())
-        current = [params[n].detach().float() for n in self.names]
-        if self.shadow is None:
-            self.shadow = [p.clone() for p in current]
-        else:
-            torch._foreach_lerp_(self.shadow, current, 1.0 - self.decay_at(step))
-
-    def state_dict(self) -> dict[str, Tensor] | None:
-        return None if self.shadow is None else dict(zip(self.names, self.shadow))
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.shadow = [state[name].float().clone() for name in self.names]
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -309,6 +262,7 @@ def train(
         dynamic_ncols=True,
     )
     last_log = started = time.perf_counter()
+    snapshots = pending_snapshots(run_dir, t.snapshot_minutes)
     graphed = uses_cuda_graphs(plugin.options)
     model.train()
     try:
@@ -360,10 +314,12 @@ def train(
                         "train.warmup or set train.grad_clip."
                     )
                 record = {k: v / count for k, v in zip(names, losses)}
+                minutes = (now - started) / 60
                 record.update(
                     step=step,
                     lr=schedulers[group_names[0]].get_last_lr()[0],
                     steps_per_s=t.log_every / max(now - last_log, 1e-9),
+                    minutes=minutes,
                 )
                 last_log, sums, count = now, {}, 0
                 acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
@@ -373,6 +329,8 @@ def train(
                     bar.set_postfix(
                         loss=f"{record.get('loss', record.get(f'{group_names[0]}/loss')):.4f}"
                     )
+                    while snapshots and minutes >= snapshots[0]:
+                        write_snapshot(plain, ema, run_dir, snapshots.pop(0), step, minutes)
                 if time_up > 0:
                     acc.print(f"\ntrain.max_minutes={t.max_minutes} reached at step {step}")
                     break
@@ -432,30 +390,28 @@ def train_phase(
     return out
 
 
+def pending_snapshots(run_dir: Path, minutes: list[float]) -> list[float]:
+    """The snapshot times of ``train.snapshot_minutes`` not yet written, in order (a resumed
+    run keeps the snapshots it has; its clock restarts at zero)."""
+    return [m for m in sorted(minutes) if not (run_dir / "snapshots" / f"{m:g}min").is_dir()]
+
+
+def write_snapshot(
+    method: VideoMethod, ema: EMA | None, run_dir: Path, due: float, step: int, minutes: float
+) -> Path:
+    """Export the EMA weights to ``<run>/snapshots/<due>min/`` with ``snapshot.json`` (the step
+    and the minutes actually trained when it was taken)."""
+    path = export(method, ema, run_dir / "snapshots" / f"{due:g}min")
+    info = {"due_minutes": due, "minutes": minutes, "step": step}
+    (path / "snapshot.json").write_text(json.dumps(info) + "\n")
+    return path
+
+
 def to_model_input(clips: Tensor, device: torch.device) -> Tensor:
     """uint8 ``(B, T, H, W, C)`` -> float ``(B, T, C, H, W)`` in [-1, 1] on ``device``."""
     from videogen.data import to_model
 
     return to_model(clips.to(device, non_blocking=True))
-
-
-@contextlib.contextmanager
-def ema_weights(method: torch.nn.Module, ema: EMA | None):
-    """Temporarily swap the EMA weights into ``method``."""
-    if ema is None or ema.shadow is None:
-        yield method
-        return
-    params = dict(method.named_parameters())
-    saved = [params[n].detach().clone() for n in ema.names]
-    with torch.no_grad():
-        for n, s in zip(ema.names, ema.shadow):
-            params[n].copy_(s)
-    try:
-        yield method
-    finally:
-        with torch.no_grad():
-            for n, s in zip(ema.names, saved):
-                params[n].copy_(s)
 
 
 def export(method: VideoMethod, ema: EMA | None, path: Path) -> Path:
