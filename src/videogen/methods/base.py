@@ -69,6 +69,22 @@ class ParamGroup:
     ema: bool = True
 
 
+@dataclass
+class Pretrained:
+    """A typed config section for a sub-model given by path (an export or run folder, or a
+    model folder the method knows how to read).
+
+    ``path`` is read once, by ``build_method`` before a run writes its config: the method
+    records the sub-model's settings in its own ``model`` section, moves the path to
+    ``loaded_from`` (provenance only) and loads the weights, which from then on live in the
+    method's checkpoints and export. ``path: null`` with ``loaded_from`` set is that resolved
+    state; both null builds the sub-model from its recorded settings with fresh weights.
+    """
+
+    path: str | None = None
+    loaded_from: str | None = None
+
+
 class VideoMethod(nn.Module):
     """A trainable video model with its own training recipe and sampler (see the module
     docstring for the hooks). ``window`` is the number of frames one call handles; longer
