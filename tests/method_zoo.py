@@ -10,7 +10,6 @@ from typing import Any
 
 from videogen.config import Config, from_dict
 
-# method -> (config dict, a known pattern of one window it supports besides the default)
 TINY: dict[str, dict[str, Any]] = {
     "mcvd": {
         "method": "mcvd",
@@ -75,6 +74,12 @@ TINY: dict[str, dict[str, Any]] = {
             "context_frames": 1,
         },
         "data": {"frames": 4, "size": 8, "channels": 1},
+    },
+    "twostage": {
+        "method": "twostage",
+        "model": {"stage": "diffusion", "hidden": 8, "width": 8, "depth": 1},
+        "data": {"frames": 4, "size": 8, "channels": 1},
+        "sample": {"sampler": "ddim", "steps": 3},
     },
 }
 
