@@ -34,7 +34,8 @@ from videogen.models.pvdm_losses import (
     hinge_d_loss,
 )
 from videogen.models.pvdm_planes import Planes, PlaneShape, pack_planes, unpack_planes
-from videogen.models.pvdm_unet import CrossPlaneAttention, PVDMUNet, PVDMUNetSpec
+from videogen.models.pvdm_unet import CrossPlaneAttention, PVDMUNet, PVDMUNetSpec, per_plane
+from videogen.nn import SpatialAttention
 
 TINY_AE = PVDMAutoencoderSpec(
     frames=6,
@@ -249,6 +250,20 @@ def test_unet_shapes_and_conditioning() -> None:
     assert net.conv_in.in_channels == 8  # noisy planes + previous clip's planes
     with pytest.raises(ValueError, match="model.cond=false"):
         PVDMUNet(replace(TINY_UNET, cond=False))(x, t, x)
+
+
+def test_planes_of_one_shape_share_a_batch_with_the_same_result() -> None:
+    net = _randomised_unet()
+    stage = net.down[2]  # level 1 (downsampled 2x): residual block + in-plane attention
+    assert isinstance(stage.attn, SpatialAttention)
+    gen = torch.Generator().manual_seed(2)
+    # zs and zh are both 4 x 8 here (S = H' = 4), so they go through the stage together
+    planes = Planes(*(torch.randn(2, 32, *hw, generator=gen) for hw in ((4, 8), (4, 8), (4, 4))))
+    emb = torch.randn(2, 128, generator=gen)
+    with torch.no_grad():
+        joint = per_plane(stage, planes, emb)
+        for p, q in zip(joint, planes):
+            assert torch.allclose(p, stage(q, emb), atol=1e-5)
 
 
 def test_cross_plane_attention_matches_attention_over_concatenated_tokens() -> None:

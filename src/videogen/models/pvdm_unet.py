@@ -27,6 +27,7 @@ parameters; ``PVDMUNetSpec()`` rebuilds that size (see ``tests/test_pvdm_models.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -84,6 +85,22 @@ class PlaneStage(nn.Module):
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         x = self.attn(self.res(x, emb))
         return self.up(x, emb) if self.up is not None else x
+
+
+def per_plane(fn: Callable[[Tensor, Tensor], Tensor], planes: Planes, emb: Tensor) -> Planes:
+    """``fn(plane, emb)`` on each plane with shared parameters. Planes of one shape (``zh`` and
+    ``zw`` when ``H' = W'``) go through ``fn`` as one batch: the same result, since every layer
+    inside a plane works per sample, with fewer kernel launches."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(planes):
+        groups.setdefault(tuple(p.shape), []).append(i)
+    out: list[Tensor] = [planes[0]] * 3
+    for members in groups.values():
+        x = torch.cat([planes[i] for i in members]) if len(members) > 1 else planes[members[0]]
+        y = fn(x, emb.repeat(len(members), 1))
+        for i, part in zip(members, y.chunk(len(members))):
+            out[i] = part
+    return Planes(*out)
 
 
 class CrossPlaneAttention(nn.Module):
@@ -187,15 +204,15 @@ class PVDMUNet(nn.Module):
         planes = Planes(*(self.conv_in(p) for p in unpack_planes(h, shape)))
         skips = [planes]
         for stage, mix in zip(self.down, self.down_mix):
-            planes = mix(Planes(*(stage(p, emb) for p in planes)))
+            planes = mix(per_plane(stage, planes, emb))
             skips.append(planes)
 
         res1, attn, res2 = self.mid
-        planes = self.mid_mix(Planes(*(res2(attn(res1(p, emb)), emb) for p in planes)))
+        planes = self.mid_mix(per_plane(lambda p, e: res2(attn(res1(p, e)), e), planes, emb))
 
         for stage, mix in zip(self.up, self.up_mix):
-            skip = skips.pop()
-            planes = mix(Planes(*(stage(torch.cat([p, s], 1), emb) for p, s in zip(planes, skip))))
+            joined = Planes(*(torch.cat([p, s], 1) for p, s in zip(planes, skips.pop())))
+            planes = mix(per_plane(stage, joined, emb))
 
         out = Planes(*(self.conv_out(F.silu(self.norm_out(p))) for p in planes))
         return pack_planes(out)
