@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from videogen.evaluate import (
+    SETTINGS,
     BestOf,
     ProtocolError,
     add_eval_arguments,
@@ -344,10 +345,19 @@ def test_cli_flags_map_to_evaluate_run_arguments():
     flags += " --i3d-resize center_crop --fvd-exclude-known --out res"
     args = parser.parse_args(flags.split(" "))
     kw = eval_kwargs(args)
-    assert kw["task_kwargs"] == {"known": 5} and kw["metrics"] == ["fvd", "ssim"]
+    assert kw["task_kwargs"] == {"known": 5} and kw["metrics"] == ("fvd", "ssim")
     assert kw["best_of"] == 10 and kw["i3d_path"] == "w.pt" and kw["out_dir"] == "res"
     assert kw["i3d_resize"] == "center_crop" and kw["fvd_include_known"] is False
-    assert set(kw) <= set(evaluate_run.__kwdefaults__)
+    # flags not given stay out: the declared defaults apply, written in one place
+    assert "seed" not in kw and "num_clips" not in kw
+    assert set(kw) <= {f.name for f in SETTINGS}
+
+
+def test_unknown_settings_are_refused_with_the_valid_names(weights, tmp_path):
+    with pytest.raises(TypeError, match="unknown evaluation settings.*best_off.*valid: .*best_of"):
+        run(weights, tmp_path, best_off=3)
+    with pytest.raises(TypeError, match="labels"):
+        run(weights, tmp_path, labels="mine")  # set by the run, not by the caller
 
 
 WORKER = """
