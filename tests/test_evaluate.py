@@ -125,6 +125,7 @@ def run(weights, tmp_path, method=None, clips=None, **kw):
         batch_size=3,
         i3d_path=weights / "i3d_torchscript.pt",
         c3d_path=weights / "c3d_ucf101.pt",
+        trust_torchscript=True,  # the stand-ins are written by this test
         is_splits=2,
         data_spec={"name": "blobs", "split": "test"},
         cache_dir=tmp_path / "cache",
@@ -250,6 +251,8 @@ def test_protocol_errors_name_the_setting(weights, tmp_path):
         run(weights, tmp_path, method=PredictOnly(), task="past", task_kwargs={"known": 2})
     with pytest.raises(WeightFileError, match="nope.pt"):
         run(weights, tmp_path, i3d_path=tmp_path / "nope.pt")
+    with pytest.raises(WeightFileError, match="i3d_torchscript.pt is a TorchScript archive"):
+        run(weights, tmp_path, trust_torchscript=False)
 
 
 def test_unconditional_generation_and_bits_per_dim(weights, tmp_path):
@@ -375,6 +378,7 @@ clips = [(torch.rand(10, 16, 16, 3, generator=g) * 255).to(torch.uint8) for _ in
 result = evaluate_run(
     Noisy(), clips, task="predict", task_kwargs={"known": 1}, metrics=("fvd", "ssim", "psnr"),
     best_of=2, num_clips=7, batch_size=2, i3d_path=sys.argv[2], out_dir=sys.argv[1],
+    trust_torchscript=True,
 )
 """
 

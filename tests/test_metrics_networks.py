@@ -185,11 +185,48 @@ def test_i3d_torchscript_file_is_called_like_mcvd(tmp_path):
     path = tmp_path / "i3d_torchscript.pt"
     scripted = torch.jit.script(_TinyScriptedI3D())
     torch.jit.save(scripted, str(path))
-    model = load_i3d(path)
+    model = load_i3d(path, trust_torchscript=True)
     assert model.weights_info["format"].startswith("torchscript")
     x = torch.rand(2, 3, 10, 224, 224) * 2 - 1
     expected = scripted(x, rescale=False, resize=False, return_features=True)
     assert torch.allclose(model(x), expected)
+
+
+class _FileWriter(torch.nn.Module):
+    """A TorchScript 'feature net' whose forward writes into a file: what an untrusted
+    i3d_torchscript.pt / c3d_ucf101.pt could do."""
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.target = target
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rescale: bool = False,
+        resize: bool = False,
+        return_features: bool = True,
+    ) -> torch.Tensor:
+        written = torch.from_file(self.target, shared=True, size=4, dtype=torch.uint8)
+        written.fill_(ord("X"))
+        return x.flatten(1)[:, :1].float() + written.sum().float()
+
+
+def test_torchscript_weights_load_only_when_trusted(tmp_path):
+    """Regression: a TorchScript file given as I3D/C3D weights ran its own code unasked."""
+    target = tmp_path / "victim.bin"
+    target.write_bytes(b"\0" * 4)
+    path = tmp_path / "i3d_torchscript.pt"
+    torch.jit.save(torch.jit.script(_FileWriter(str(target))), str(path))
+    for load in (load_i3d, load_c3d):
+        with pytest.raises(WeightFileError, match="--trust-torchscript") as err:
+            load(path)
+        assert str(path) in str(err.value)
+    assert target.read_bytes() == b"\0" * 4
+    # the file really does write when it is trusted and called: the refusal is what protects
+    net = load_i3d(path, trust_torchscript=True)
+    net.net(torch.zeros(1, 3, 9, 224, 224))
+    assert target.read_bytes() == b"XXXX"
 
 
 # ----------------------------------------------------------------------------- C3D
@@ -251,7 +288,7 @@ class _TinyScriptedC3D(torch.nn.Module):
 def test_c3d_torchscript_file_gets_uint8_video(tmp_path):
     path = tmp_path / "c3d_ucf101.pt"
     torch.jit.save(torch.jit.script(_TinyScriptedC3D()), str(path))
-    model = load_c3d(path)
+    model = load_c3d(path, trust_torchscript=True)
     probs = model(torch.rand(3, 3, 16, 32, 32) * 2 - 1)
     assert probs.shape == (3, 101)
     assert torch.allclose(probs.sum(1), torch.ones(3))

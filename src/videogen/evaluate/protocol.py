@@ -169,6 +169,13 @@ class Resources:
         None, "torchvision AlexNet weights (alexnet-owt-7be5be79.pth)", flag="--lpips-alexnet"
     )
     lpips_lin_path: str | Path | None = setting(None, "LPIPS v0.1 alex.pth", flag="--lpips-lin")
+    trust_torchscript: bool = setting(
+        False,
+        "load TorchScript I3D/C3D files (StyleGAN-V's): they run their own code, so only for "
+        "files you trust; state-dict files need no trust",
+        flag="--trust-torchscript",
+        action="store_true",
+    )
     cache_dir: str | Path | None = setting(
         None, "where real-set features are cached", flag="--cache-dir"
     )

@@ -85,11 +85,18 @@ def evaluate_run(
         )
     wants_feats = any(m in proto.metrics for m in ("fvd", "kvd"))
     # load every network first: a missing weight file fails before any sampling
+    trust = res.trust_torchscript
     nets = Nets(
-        i3d=load_i3d(res.i3d_path, bn_eps=proto.i3d_bn_eps, device=dev) if wants_feats else None,
-        c3d=load_c3d(res.c3d_path, res.c3d_mean_path, device=dev)
-        if "is" in proto.metrics
-        else None,
+        i3d=(
+            load_i3d(res.i3d_path, bn_eps=proto.i3d_bn_eps, device=dev, trust_torchscript=trust)
+            if wants_feats
+            else None
+        ),
+        c3d=(
+            load_c3d(res.c3d_path, res.c3d_mean_path, device=dev, trust_torchscript=trust)
+            if "is" in proto.metrics
+            else None
+        ),
         lpips=(
             load_lpips(res.lpips_alexnet_path, res.lpips_lin_path, device=dev)
             if "lpips" in proto.metrics

@@ -28,6 +28,7 @@ from videogen.metrics.weights import (
     assign,
     empty,
     is_torchscript,
+    load_torchscript,
     read_state,
     require_file,
     sha256_file,
@@ -201,17 +202,23 @@ class TorchScriptI3D(nn.Module):
 
 
 def load_i3d(
-    path: str | Path, *, bn_eps: float = 1e-5, device: torch.device | str = "cpu"
+    path: str | Path,
+    *,
+    bn_eps: float = 1e-5,
+    device: torch.device | str = "cpu",
+    trust_torchscript: bool = False,
 ) -> nn.Module:
     """Load I3D from ``i3d_pretrained_400.pt`` (state dict) or ``i3d_torchscript.pt``.
 
     Returns an eval-mode module mapping ``(B, 3, T, 224, 224)`` in [-1, 1] to ``(B, 400)``. Its
-    ``weights_info`` dict (path, sha256, format, bn_eps) goes into every metric's protocol.
+    ``weights_info`` dict (path, sha256, format, bn_eps) goes into every metric's protocol. A
+    TorchScript file runs its own code, so it loads only with ``trust_torchscript=True``.
     """
     p = require_file(path, "i3d")
     info: dict[str, object] = {"path": str(p), "sha256": sha256_file(p)}
     if is_torchscript(p):
-        model: nn.Module = TorchScriptI3D(torch.jit.load(str(p), map_location=device))
+        net = load_torchscript(p, "i3d", trusted=trust_torchscript, device=device)
+        model: nn.Module = TorchScriptI3D(net)
         info["format"] = "torchscript (StyleGAN-V)"
     else:
         model = empty(InceptionI3d, bn_eps=bn_eps)
