@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from videogen.evaluate.clips import RANGE_TOLERANCE
 from videogen.evaluate.protocol import FRAME_METRICS, Protocol, ProtocolError
 from videogen.methods.base import VideoMethod
-from videogen.metrics import psnr, ssim
+from videogen.metrics import grey_uint8, psnr, ssim
 from videogen.metrics.c3d import C3D_FRAMES
 from videogen.metrics.i3d import i3d_features
 from videogen.rollout import rollout
@@ -79,13 +79,18 @@ class RangeCheck:
 def _frame_scores(
     fake: Tensor, real: Tensor, names: Sequence[str], lpips_net: nn.Module | None
 ) -> dict[str, Tensor]:
-    """Per-frame scores ``(B, T)`` of generated frames against the truth."""
+    """Per-frame scores ``(B, T)`` of generated frames against the truth (for psnr_mcvd, the
+    frames' MSE)."""
     out: dict[str, Tensor] = {}
     fake01, real01 = (fake + 1) / 2, (real + 1) / 2
     if "ssim" in names:
         out["ssim"] = ssim(fake01, real01)
     if "psnr" in names:
         out["psnr"] = psnr(fake01, real01)
+    if "ssim_mcvd" in names:
+        out["ssim_mcvd"] = ssim(grey_uint8(fake01) / 255.0, grey_uint8(real01) / 255.0)
+    if "psnr_mcvd" in names:  # each frame's MSE; the report takes the clip's mean
+        out["psnr_mcvd"] = (fake01.float() - real01.float()).square().mean(dim=(-3, -2, -1))
     if "lpips" in names:
         assert lpips_net is not None
         b = fake.shape[0]
@@ -182,7 +187,8 @@ def evaluate_batch(
     fvd_frames = torch.arange(t, device=video.device) if proto.fvd_include_known else gen_frames
     frame_metrics = [m for m in proto.metrics if m in FRAME_METRICS]
     best = {m: BestOf(FRAME_METRICS[m]) for m in frame_metrics}
-    fake_feats, probs = [], None
+    fake_feats, probs = [], []
+    is_runs = proto.inception.runs
     checker = RangeCheck()
     with torch.no_grad():
         if nets.i3d is not None and real_in_loop:
@@ -190,7 +196,7 @@ def evaluate_batch(
             shard.setdefault("real_feats", []).append(real.cpu())
         if shown is not None:
             shown.truth(video)
-        for s in range(proto.best_of):
+        for s in range(proto.draws):
             gen = torch.Generator(device=video.device)
             gen.manual_seed(_sample_seed(proto.seed, first_clip, s))
             fill = rollout if isinstance(method, VideoMethod) else _generate
@@ -209,10 +215,10 @@ def evaluate_batch(
             if nets.i3d is not None and s < proto.fvd_samples:
                 fake = i3d_features(nets.i3d, out[:, fvd_frames], proto.i3d_resize, proto.precision)
                 fake_feats.append(fake)
-            if nets.c3d is not None and s == 0:
+            if nets.c3d is not None and s < is_runs:
                 clip16 = rearrange(out[:, :C3D_FRAMES], "b t c h w -> b c t h w")
-                probs = nets.c3d(clip16.expand(-1, 3, -1, -1, -1).float())
-            if frame_metrics:
+                probs.append(nets.c3d(clip16.expand(-1, 3, -1, -1, -1).float()))
+            if frame_metrics and s < proto.best_of:
                 scores = _frame_scores(
                     out[:, gen_frames], video[:, gen_frames], frame_metrics, nets.lpips
                 )
@@ -226,8 +232,8 @@ def evaluate_batch(
     shard.setdefault("index", []).append(torch.arange(first_clip, first_clip + b))
     if fake_feats:
         shard.setdefault("fake_feats", []).append(torch.stack(fake_feats, 1).cpu())
-    if probs is not None:
-        shard.setdefault("probs", []).append(probs.float().cpu())
+    if probs:
+        shard.setdefault("probs", []).append(torch.stack(probs, 1).float().cpu())
     for m in frame_metrics:
         curve = best[m].curve
         assert curve is not None

@@ -18,15 +18,63 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from videogen.metrics.i3d import PRECISIONS, RESIZE_MODES
+from videogen.metrics.i3d import I3D_VARIANTS, PRECISIONS, RESIZE_MODES, RESIZE_ORIGINS
 
-METRICS = ("fvd", "kvd", "is", "ssim", "psnr", "lpips", "bpd")
-# +1: higher is better, -1: lower is better (used to pick the best of k samples)
-FRAME_METRICS = {"ssim": 1, "psnr": 1, "lpips": -1}
+METRICS = ("fvd", "kvd", "is", "ssim", "psnr", "lpips", "ssim_mcvd", "psnr_mcvd", "bpd")
+# Per-frame metrics and the sign of the per-frame curve each keeps: +1 higher is better, -1
+# lower (used to pick the best of k samples). psnr_mcvd keeps each frame's MSE: MCVD's PSNR is
+# 10 log10(1 / the clip's mean MSE), best where the mean MSE is least.
+FRAME_METRICS = {"ssim": 1, "psnr": 1, "lpips": -1, "ssim_mcvd": 1, "psnr_mcvd": -1}
 
 
 class ProtocolError(ValueError):
     """Inputs do not fit the evaluation protocol; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class InceptionProtocol:
+    """How the Inception Score of a set of C3D probabilities is formed: ``runs`` independent
+    sample sets (sample r of every clip forms run r), each shuffled with ``shuffle_seed``
+    (numpy ``RandomState``; None: in clip order) and cut into ``splits`` parts; ``eps`` is
+    added to every probability. ``samples``: the set size the paper uses (None: any)."""
+
+    splits: int
+    shuffle_seed: int | None
+    runs: int
+    eps: float
+    samples: int | None
+    reproduces: str
+
+
+IS_PRESETS = {
+    "single-split": InceptionProtocol(
+        1,
+        None,
+        1,
+        0.0,
+        None,
+        "no paper's protocol: one split over every sample, so the score does not depend on the "
+        "order of the samples (the default)",
+    ),
+    "tgan2": InceptionProtocol(
+        1,
+        None,
+        10,
+        1e-20,
+        2048,
+        "TGANv2 (Saito et al., IJCV 2020), scripts/compute_inception_score.py: 10 runs of "
+        "2,048 samples, one split each, eps 1e-20; mean and std over the runs",
+    ),
+    "stylegan-v": InceptionProtocol(
+        10,
+        42,
+        1,
+        0.0,
+        2048,
+        "StyleGAN-V (Skorokhodov et al., CVPR 2022), isv2048_ucf: 2,048 samples shuffled with "
+        "numpy RandomState(42), 10 splits; mean and std over the splits",
+    ),
+}
 
 
 def setting(
@@ -53,6 +101,17 @@ def setting(
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _bn_eps(value: float | str) -> float:
+    if isinstance(value, str) and value in I3D_VARIANTS:
+        return I3D_VARIANTS[value]
+    try:
+        return float(value)
+    except ValueError:
+        raise ProtocolError(
+            f"i3d_bn_eps={value!r}: give a number or one of {', '.join(I3D_VARIANTS)}"
+        ) from None
 
 
 def _int_list(text: str) -> list[int]:
@@ -106,15 +165,42 @@ class Protocol:
         1, "samples per clip that enter FVD", flag="--fvd-samples", parse=int
     )
     i3d_resize: str = setting(
-        "resize", "how frames reach 224x224", flag="--i3d-resize", choices=RESIZE_MODES
+        "tf1-bilinear",
+        "how frames reach 224x224: " + "; ".join(f"{k}: {v}" for k, v in RESIZE_ORIGINS.items()),
+        flag="--i3d-resize",
+        choices=RESIZE_MODES,
     )
-    i3d_bn_eps: float = setting(1e-5, "I3D BatchNorm epsilon", flag="--i3d-bn-eps", parse=float)
+    i3d_bn_eps: float = setting(
+        I3D_VARIANTS["videogpt"],
+        "BatchNorm epsilon of the state-dict I3D, a number or its origin: "
+        + ", ".join(f"{k} ({v:g})" for k, v in I3D_VARIANTS.items()),
+        flag="--i3d-bn-eps",
+        parse=lambda text: _bn_eps(text),
+    )
     precision: str = setting(
         "fp32", "I3D precision on the GPU", flag="--precision", choices=PRECISIONS
     )
-    is_splits: int = setting(10, "Inception Score splits", flag="--is-splits", parse=int)
+    is_preset: str = setting(
+        "single-split",
+        "Inception Score protocol: "
+        + "; ".join(f"{k}: {v.reproduces}" for k, v in IS_PRESETS.items()),
+        flag="--is-preset",
+        choices=tuple(IS_PRESETS),
+    )
+    is_splits: int | None = setting(
+        None, "IS splits (default: the preset's)", flag="--is-splits", parse=int
+    )
     is_shuffle_seed: int | None = setting(
-        None, "shuffle before splitting (StyleGAN-V: 42)", flag="--is-shuffle-seed", parse=int
+        None,
+        "IS shuffle seed before splitting (default: the preset's)",
+        flag="--is-shuffle-seed",
+        parse=int,
+    )
+    is_runs: int | None = setting(
+        None,
+        "IS runs: independent sample sets (default: the preset's)",
+        flag="--is-runs",
+        parse=int,
     )
     steps: int | None = setting(None, "sampling steps", flag="--steps", parse=int)
     sampler: str | None = setting(None, "sampler name", flag="--sampler")
@@ -128,6 +214,9 @@ class Protocol:
     # None for a method that takes no labels. Set from the first test batch.
     labels: str | None = setting(None, "class labels the method samples with", internal=True)
 
+    def __post_init__(self) -> None:
+        self.i3d_bn_eps = _bn_eps(self.i3d_bn_eps)  # an origin's name stands for its epsilon
+
     def check(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
@@ -138,12 +227,47 @@ class Protocol:
             raise ProtocolError(
                 f"fvd_samples={self.fvd_samples} must be between 1 and best_of={self.best_of}"
             )
+        if self.is_preset not in IS_PRESETS:
+            raise ProtocolError(
+                f"is_preset={self.is_preset!r}; choose one of {', '.join(IS_PRESETS)}"
+            )
+        inception = self.inception
+        if inception.splits < 1 or inception.runs < 1:
+            raise ProtocolError("is_splits and is_runs must be positive")
+        preset = IS_PRESETS[self.is_preset]
+        if "is" in self.metrics and preset.samples and self.num_clips != preset.samples:
+            raise ProtocolError(
+                f"is_preset={self.is_preset!r} scores {preset.samples} samples per run "
+                f"({preset.reproduces}); num_clips={self.num_clips}. Use --num-clips "
+                f"{preset.samples}, or is_preset='single-split' for another count"
+            )
         if self.num_clips < 1 or (self.num_real or 1) < 1 or self.batch_size < 1:
             raise ProtocolError("num_clips, num_real and batch_size must be positive")
         if self.i3d_resize not in RESIZE_MODES:
             raise ProtocolError(f"i3d_resize={self.i3d_resize!r}; choose one of {RESIZE_MODES}")
         if self.precision not in PRECISIONS:
             raise ProtocolError(f"precision={self.precision!r}; choose one of {PRECISIONS}")
+
+    @property
+    def inception(self) -> InceptionProtocol:
+        """The IS protocol: the preset's, with ``is_splits`` / ``is_shuffle_seed`` /
+        ``is_runs`` where they are given."""
+        given = {
+            k: v
+            for k, v in (
+                ("splits", self.is_splits),
+                ("shuffle_seed", self.is_shuffle_seed),
+                ("runs", self.is_runs),
+            )
+            if v is not None
+        }
+        return dataclasses.replace(IS_PRESETS[self.is_preset], **given)
+
+    @property
+    def draws(self) -> int:
+        """Samples drawn per test clip: enough for best-of-k, FVD and every IS run."""
+        runs = self.inception.runs if "is" in self.metrics else 1
+        return max(self.best_of, self.fvd_samples, runs)
 
     @property
     def real_count(self) -> int:

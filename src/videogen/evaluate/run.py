@@ -26,7 +26,7 @@ from videogen.evaluate.report import summarise, write_outputs
 from videogen.methods.base import VideoMethod
 from videogen.metrics import load_c3d, load_i3d, load_lpips
 from videogen.metrics.c3d import C3D_FRAMES
-from videogen.metrics.i3d import I3D_MIN_FRAMES, i3d_features
+from videogen.metrics.i3d import I3D_MIN_FRAMES, InceptionI3d, i3d_features
 from videogen.metrics.report import gif_grid
 from videogen.tasks import make_known
 
@@ -103,6 +103,11 @@ def evaluate_run(
             else None
         ),
     )
+    if proto.i3d_resize == "torchscript" and isinstance(nets.i3d, InceptionI3d):
+        raise ProtocolError(
+            "i3d_resize='torchscript' hands uint8 video to StyleGAN-V's i3d_torchscript.pt, "
+            f"which resizes it itself; {res.i3d_path} is a state dict: choose another mode"
+        )
     n_batches = math.ceil(num_clips / proto.batch_size)
     with state.split_between_processes(list(range(n_batches))) as mine:
         my_batches = set(mine)
@@ -214,10 +219,10 @@ def _check_task(proto: Protocol, known_row: Tensor, shape: tuple[int, ...]) -> N
             )
     if "is" in proto.metrics and frames < C3D_FRAMES:
         raise ProtocolError(f"IS scores the first {C3D_FRAMES} frames; clips have {frames}")
-    if "is" in proto.metrics and proto.num_clips < proto.is_splits:
+    splits = proto.inception.splits
+    if "is" in proto.metrics and proto.num_clips < splits:
         raise ProtocolError(
-            f"IS with is_splits={proto.is_splits} needs at least that many clips "
-            f"(num_clips={proto.num_clips})"
+            f"IS with {splits} splits needs at least that many clips (num_clips={proto.num_clips})"
         )
 
 
