@@ -46,6 +46,14 @@ class DiffusionConfig:
     beta_start: float = 0.0001
     beta_end: float = 0.02
     prediction: Literal["eps", "v", "x0"] = "eps"
+    # per-timestep weight of the denoising loss: "none" is every paper's plain loss of its
+    # prediction; "min_snr" is min-SNR-γ (Hang et al., ICCV 2023): the x0-equivalent weight
+    # clipped at SNR = γ, which stops the low-noise steps from dominating training
+    loss_weighting: Literal["none", "min_snr"] = "none"
+    min_snr_gamma: float = 5.0
+    # rescale the betas so the last step is pure noise (Lin et al., WACV 2024): the sampler then
+    # starts where training saw no signal at all; needs prediction v (eps is undefined there)
+    zero_terminal_snr: bool = False
 
 
 @dataclass
@@ -80,6 +88,9 @@ class TrainConfig:
     ] = "default"
     channels_last: bool = False
     out: str = "runs/run"
+    # export the EMA weights to <out>/snapshots/<M>min/ when the run has trained M minutes
+    # (checked at log steps): the points of a quality-against-minutes curve
+    snapshot_minutes: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -285,6 +285,7 @@ def train(
         dynamic_ncols=True,
     )
     last_log = started = time.perf_counter()
+    snapshots = pending_snapshots(run_dir, t.snapshot_minutes)
     graphed = uses_cuda_graphs(plugin.options)
     model.train()
     try:
@@ -331,10 +332,12 @@ def train(
                         "train.warmup or set train.grad_clip."
                     )
                 record = {k: v / count for k, v in zip(names, losses)}
+                minutes = (now - started) / 60
                 record.update(
                     step=step,
                     lr=scheduler.get_last_lr()[0],
                     steps_per_s=t.log_every / max(now - last_log, 1e-9),
+                    minutes=minutes,
                 )
                 last_log, sums, count = now, {}, 0
                 acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
@@ -342,6 +345,8 @@ def train(
                     with log_file.open("a") as f:
                         f.write(json.dumps(record) + "\n")
                     bar.set_postfix(loss=f"{record['loss']:.4f}")
+                    while snapshots and minutes >= snapshots[0]:
+                        write_snapshot(plain, ema, run_dir, snapshots.pop(0), step, minutes)
                 if time_up > 0:
                     acc.print(f"\ntrain.max_minutes={t.max_minutes} reached at step {step}")
                     break
@@ -372,6 +377,23 @@ def train(
     if interrupted:
         raise KeyboardInterrupt
     return run_dir
+
+
+def pending_snapshots(run_dir: Path, minutes: list[float]) -> list[float]:
+    """The snapshot times of ``train.snapshot_minutes`` not yet written, in order (a resumed
+    run keeps the snapshots it has; its clock restarts at zero)."""
+    return [m for m in sorted(minutes) if not (run_dir / "snapshots" / f"{m:g}min").is_dir()]
+
+
+def write_snapshot(
+    method: VideoMethod, ema: EMA | None, run_dir: Path, due: float, step: int, minutes: float
+) -> Path:
+    """Export the EMA weights to ``<run>/snapshots/<due>min/`` with ``snapshot.json`` (the step
+    and the minutes actually trained when it was taken)."""
+    path = export(method, ema, run_dir / "snapshots" / f"{due:g}min")
+    info = {"due_minutes": due, "minutes": minutes, "step": step}
+    (path / "snapshot.json").write_text(json.dumps(info) + "\n")
+    return path
 
 
 def to_model_input(clips: Tensor, device: torch.device) -> Tensor:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from videogen.config import DiffusionConfig
+from videogen.config import ConfigError, DiffusionConfig
 from videogen.diffusion.schedulers import (
     alphas_cumprod,
     is_stochastic,
@@ -69,10 +69,21 @@ class VideoDiffusion:
         known_in_input: bool = True,
         noise_fn: NoiseFn = gaussian_noise,
     ) -> None:
+        if cfg.zero_terminal_snr and cfg.prediction != "v":
+            raise ConfigError(
+                f"diffusion.zero_terminal_snr=true needs diffusion.prediction=v (got "
+                f"{cfg.prediction!r}): at zero SNR an {cfg.prediction} prediction does not "
+                "determine the clean clip"
+            )
+        if cfg.loss_weighting == "min_snr" and cfg.min_snr_gamma <= 0:
+            raise ConfigError(f"diffusion.min_snr_gamma={cfg.min_snr_gamma} must be > 0")
         self.cfg = cfg
         self.known_in_input = known_in_input
         self.noise_fn = noise_fn
-        self.alphas_cumprod = alphas_cumprod(cfg).float()
+        abar = alphas_cumprod(cfg)
+        self.alphas_cumprod = abar.float()
+        # from float64: in float32, 1 - ᾱ near t = 0 keeps only three digits
+        self._snr = (abar / (1 - abar)).float()
 
     # ------------------------------------------------------------------ forward process
 
@@ -136,6 +147,30 @@ class VideoDiffusion:
 
         return clipped_denoiser
 
+    def snr(self, t: Tensor) -> Tensor:
+        """Signal-to-noise ratio ``ᾱ_t / (1 - ᾱ_t)`` at integer timesteps ``t`` ``(B,)``."""
+        if self._snr.device != t.device:
+            self._snr = self._snr.to(t.device)
+        return self._snr[t.long()]
+
+    def loss_weight(self, t: Tensor) -> Tensor:
+        """Per-sample weight ``(B,)`` of the squared error at timesteps ``t``.
+
+        min-SNR-γ weights the x0 error by ``min(SNR, γ)``; written in each prediction's own
+        error that is ``min(SNR, γ) / SNR`` for eps, ``min(SNR, γ) / (SNR + 1)`` for v and
+        ``min(SNR, γ)`` for x0 (the eps error is SNR times the x0 error, the v error SNR + 1
+        times).
+        """
+        if self.cfg.loss_weighting == "none":
+            return torch.ones(t.shape, device=t.device)
+        snr = self.snr(t)
+        clipped = snr.clamp(max=self.cfg.min_snr_gamma)
+        if self.cfg.prediction == "eps":
+            return clipped / snr
+        if self.cfg.prediction == "v":
+            return clipped / (snr + 1)
+        return clipped
+
     def sample_timesteps(
         self, batch: int, device: torch.device | str, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -159,7 +194,7 @@ class VideoDiffusion:
         """Denoising loss on the frames of ``loss_mask`` (default: the unknown frames).
 
         ``x0`` ``(B, T, C, H, W)`` in [-1, 1], ``known`` ``(B, T)``. Returns ``loss`` (mean
-        squared error per masked element) and ``t``.
+        squared error per masked element, each clip's error times ``loss_weight(t)``) and ``t``.
         """
         b = x0.shape[0]
         if t is None:
@@ -177,6 +212,8 @@ class VideoDiffusion:
         mask = ~known if loss_mask is None else loss_mask
         weight = _frames(mask, x0).to(pred.dtype)
         err = (pred.float() - self.target(x0, t, noise).float()).square() * weight
+        if self.cfg.loss_weighting != "none":
+            err = err * _bcast(self.loss_weight(t), err)
         per_frame = x0[0, 0].numel()
         loss = err.sum() / (weight.sum() * per_frame).clamp_min(1.0)
         return {"loss": loss, "t": t}
