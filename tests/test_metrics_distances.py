@@ -74,11 +74,13 @@ def test_identical_sets_give_fvd_zero():
 
 def test_sample_space_frechet_equals_covariance_route():
     g = torch.Generator().manual_seed(7)
-    for n1, n2, d in [(50, 60, 8), (6, 9, 30), (3, 3, 5)]:  # full rank, then singular covariances
+    # full rank, then singular covariances: there the D x D route keeps the square roots of
+    # rounding noise (~1e-8 each; zeroing them would bias full-rank sets), the gram route is exact
+    for n1, n2, d, rel in [(50, 60, 8, 1e-9), (6, 9, 30, 1e-7), (3, 3, 5, 1e-7)]:
         x, y = torch.randn(n1, d, generator=g) * 2 + 1, torch.randn(n2, d, generator=g)
         via_cov = fvd_from_stats(FeatureStats.from_features(x), FeatureStats.from_features(y))
-        assert frechet_distance_gram(x, y) == pytest.approx(via_cov, rel=1e-9, abs=1e-9)
-        assert frechet_distance_features(x, y) == pytest.approx(via_cov, rel=1e-9, abs=1e-9)
+        assert frechet_distance_gram(x, y) == pytest.approx(via_cov, rel=rel, abs=1e-9)
+        assert frechet_distance_features(x, y) == frechet_distance_gram(x, y) or n1 * n2 > d * d
     few = torch.randn(8, 400, generator=g)
     assert abs(frechet_distance_features(few, few.clone())) < 1e-9
 
@@ -144,3 +146,92 @@ def test_bits_per_dim_of_uniform_density_is_eight():
     dims = 3 * 4 * 8 * 8
     log_density = torch.tensor([-dims * math.log(2.0)])  # uniform on [-1, 1]^dims
     assert bits_per_dim(log_density, dims).item() == pytest.approx(8.0)
+
+
+# --------------------------------------------------------------- high precision and golden values
+
+
+def _psd_with_small_half(rs: np.random.RandomState, d: int, small: float) -> np.ndarray:
+    """A covariance with half its spectrum at 1 and half at ``small``, in a random basis."""
+    q, _ = np.linalg.qr(rs.standard_normal((d, d)))
+    return (q * np.array([1.0] * (d // 2) + [small] * (d - d // 2))) @ q.T
+
+
+@pytest.mark.parametrize("d, small, rel", [(16, 5e-8, 3e-8), (400, 1e-7, 1e-6)])
+def test_frechet_keeps_small_eigenvalues(d, small, rel):
+    """Regression: eigenvalues under max * D * eps were zeroed before their square roots,
+    which biased FVD upward (6e-7 relative at D=16, 4e-5 at the protocol's D=400).
+
+    Both Gaussians share one positive-definite covariance S, so tr(S + S - 2 (S S)^½) = 0
+    exactly and the exact FVD is |mu1 - mu2|^2, summed here in 40-digit arithmetic."""
+    mpmath = pytest.importorskip("mpmath")
+    rs = np.random.RandomState(0)
+    s = _psd_with_small_half(rs, d, small)
+    mu1 = rs.standard_normal(d)
+    mu2 = mu1 + rs.standard_normal(d) / np.sqrt(d)
+    mpmath.mp.dps = 40
+    exact = float(sum((mpmath.mpf(a) - mpmath.mpf(b)) ** 2 for a, b in zip(mu1, mu2)))
+    ours = frechet_distance(torch.from_numpy(mu1), s, torch.from_numpy(mu2), s.copy())
+    assert ours == pytest.approx(exact, rel=rel)
+
+
+def _mp_frechet(mu1, s1, mu2, s2, mpmath) -> float:
+    """The Fréchet distance in 40-digit arithmetic (mpmath), eigen-decompositions included."""
+    mpmath.mp.dps = 40
+    a, b = mpmath.matrix(s1.tolist()), mpmath.matrix(s2.tolist())
+    vals, vecs = mpmath.eigsy(a)
+    root = vecs * mpmath.diag([mpmath.sqrt(v) for v in vals]) * vecs.T
+    middle = root * b * root
+    trace_sqrt = sum(mpmath.sqrt(v) for v in mpmath.eigsy((middle + middle.T) / 2)[0])
+    d = len(mu1)
+    mean_term = sum((mpmath.mpf(p) - mpmath.mpf(q)) ** 2 for p, q in zip(mu1, mu2))
+    return float(mean_term + sum(a[i, i] + b[i, i] for i in range(d)) - 2 * trace_sqrt)
+
+
+def test_frechet_matches_a_high_precision_reference_on_a_wide_spectrum():
+    mpmath = pytest.importorskip("mpmath")
+    rs = np.random.RandomState(1)
+    d = 10
+    s1, s2 = (
+        (q * np.logspace(0, -10, d)) @ q.T
+        for q in (np.linalg.qr(rs.standard_normal((d, d)))[0] for _ in range(2))
+    )
+    mu1, mu2 = rs.standard_normal(d) * 1e-2, rs.standard_normal(d) * 1e-2
+    exact = _mp_frechet(mu1, s1, mu2, s2, mpmath)
+    ours = frechet_distance(*(torch.from_numpy(a) for a in (mu1, s1, mu2, s2)))
+    assert ours == pytest.approx(exact, rel=5e-9)
+
+
+def _golden_sets() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed features (64 and 48 rows of 8) and class probabilities (40 x 6) from numpy's
+    RandomState, whose streams are frozen."""
+    rs = np.random.RandomState(2026)
+    x = rs.standard_normal((64, 8))
+    y = rs.standard_normal((48, 8)) * 1.2 + 0.3
+    logits = rs.standard_normal((40, 6)) * 2
+    p = np.exp(logits)
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(p / p.sum(1, keepdims=True))
+
+
+# Computed once in 40-digit mpmath from the sets above (means, unbiased covariances and their
+# eigen-decompositions; the kernel sums; each split's KL; numpy's RandomState(42) permutation).
+GOLDEN_FVD = 2.9482423216789775
+GOLDEN_KVD = 1.313871918416859
+GOLDEN_IS = {  # (splits, shuffle seed): (mean, std)
+    (1, None): (2.5164252966008428, 0.0),
+    (10, None): (1.6764115285539438, 0.36013124911998053),
+    (10, 42): (2.007698035893796, 0.43860294419294626),
+}
+
+
+def test_golden_fvd_kvd_and_inception_score():
+    x, y, probs = _golden_sets()
+    assert frechet_distance_features(x, y) == pytest.approx(GOLDEN_FVD, rel=1e-12)
+    assert fvd_from_stats(FeatureStats.from_features(x), FeatureStats.from_features(y)) == (
+        pytest.approx(GOLDEN_FVD, rel=1e-12)
+    )
+    assert kernel_distance(x, y) == pytest.approx(GOLDEN_KVD, rel=1e-12)
+    for (splits, seed), expected in GOLDEN_IS.items():
+        assert inception_score(probs, splits, seed) == pytest.approx(expected, rel=1e-12)
+    # TGANv2's eps = 1e-20 changes nothing measurable on these probabilities
+    assert inception_score(probs, 1, eps=1e-20)[0] == pytest.approx(GOLDEN_IS[1, None][0])

@@ -103,13 +103,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from videogen.evaluate import eval_kwargs, evaluate_path
 
     kwargs = eval_kwargs(args)
-    kwargs["out_dir"] = kwargs["out_dir"] or str(Path(args.run) / "eval")
+    kwargs.setdefault("out_dir", str(Path(args.run) / "eval"))
     result = evaluate_path(
         args.run,
         data=args.data,
         root=args.data_root,
         frames=args.frames,
-        real_split=args.real_split,
         device=args.device,
         **kwargs,
     )

@@ -18,7 +18,7 @@ from videogen.metrics.distances import (
     kernel_distance,
     polynomial_kernel,
 )
-from videogen.metrics.frames import gaussian_window, psnr, ssim
+from videogen.metrics.frames import gaussian_window, grey_uint8, psnr, ssim
 from videogen.metrics.i3d import InceptionI3d, i3d_inputs, load_i3d
 from videogen.metrics.likelihood import bits_per_dim
 from videogen.metrics.lpips import LPIPS, load_lpips
@@ -38,6 +38,7 @@ __all__ = [
     "frechet_distance_gram",
     "fvd_from_stats",
     "gaussian_window",
+    "grey_uint8",
     "i3d_inputs",
     "inception_score",
     "kernel_distance",

@@ -26,6 +26,7 @@ from videogen.metrics.weights import (
     assign,
     empty,
     is_torchscript,
+    load_torchscript,
     read_state,
     require_file,
     sha256_file,
@@ -103,15 +104,21 @@ def _chainer_key(name: str) -> str:
 
 
 def load_c3d(
-    path: str | Path, mean_path: str | Path | None = None, *, device: torch.device | str = "cpu"
+    path: str | Path,
+    mean_path: str | Path | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    trust_torchscript: bool = False,
 ) -> nn.Module:
     """Load C3D from TGAN2's ``conv3d_deepnetA_ucf.npz`` (needs ``mean_path``, TGAN2's
-    ``mean2.npz``) or StyleGAN-V's ``c3d_ucf101.pt``. Returns an eval-mode module mapping
+    ``mean2.npz``) or StyleGAN-V's ``c3d_ucf101.pt`` (TorchScript: it runs its own code, so it
+    loads only with ``trust_torchscript=True``). Returns an eval-mode module mapping
     ``(B, 3, 16, H, W)`` in [-1, 1] to ``(B, 101)`` probabilities, with ``weights_info``."""
     p = require_file(path, "c3d")
     info: dict[str, object] = {"path": str(p), "sha256": sha256_file(p)}
     if is_torchscript(p):
-        model: nn.Module = TorchScriptC3D(torch.jit.load(str(p), map_location=device))
+        net = load_torchscript(p, "c3d", trusted=trust_torchscript, device=device)
+        model: nn.Module = TorchScriptC3D(net)
         info["format"] = "torchscript (StyleGAN-V)"
     else:
         state = read_state(p)

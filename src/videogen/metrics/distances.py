@@ -63,11 +63,12 @@ class FeatureStats:
 
 
 def _psd_eigvals(vals: Tensor) -> Tensor:
-    """Eigenvalues of a PSD matrix with rounding noise removed: values under the rank tolerance
-    (numpy's ``matrix_rank``) are zero, so a rank-deficient covariance (fewer clips than feature
-    dimensions) adds no spurious square roots of noise."""
-    tol = vals.abs().max() * vals.numel() * torch.finfo(vals.dtype).eps
-    return torch.where(vals > tol, vals, torch.zeros_like(vals))
+    """Eigenvalues of a PSD matrix, the negative ones (rounding) set to zero. Small positive
+    ones are kept: zeroing those under a rank tolerance (max * D * eps) dropped their square
+    roots from tr (S1 S2)^½ and biased FVD upward (4e-5 relative for 400 features with half the
+    spectrum at 1e-7). Rank-deficient sets (fewer clips than features) take the exact
+    sample-space route, ``frechet_distance_gram``."""
+    return vals.clamp(min=0)
 
 
 def _sqrt_psd(m: Tensor) -> Tensor:

@@ -5,6 +5,8 @@ sigma=1.5, use_sample_covariance=False``: an 11-tap Gaussian window (radius int(
 0.5)), K1 = 0.01, K2 = 0.03, population (co)variances, the map averaged over the pixels at least
 5 from the border (scikit-image filters with reflection and then crops those 5 pixels, so only
 "valid" windows count) and over channels. The window is separable: two 1-D convolutions.
+
+``grey_uint8`` makes the input of MCVD's SSIM: 8-bit grey frames.
 """
 
 from __future__ import annotations
@@ -71,3 +73,18 @@ def ssim(
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.mean(dim=(1, 2, 3)).view(*lead, c).mean(-1)
+
+
+def grey_uint8(x: Tensor) -> Tensor:
+    """Images ``(..., C, H, W)`` in [0, 1] -> uint8 grey ``(..., 1, H, W)`` as MCVD makes them
+    for SSIM: torchvision's ``ToPILImage`` (``x * 255`` truncated to uint8), then PIL's
+    ``convert("L")`` (ITU-R 601-2 luma in PIL's fixed point: ``(19595 R + 38470 G + 7471 B +
+    32768) >> 16``); one channel passes through as it is."""
+    if x.shape[-3] not in (1, 3):
+        raise ValueError(f"grey_uint8 takes 1 or 3 channels, got shape {tuple(x.shape)}")
+    levels = (x.clamp(0, 1) * 255).to(torch.uint8)
+    if levels.shape[-3] == 1:
+        return levels
+    r, g, b = levels.long().unbind(-3)
+    luma = (19595 * r + 38470 * g + 7471 * b + 32768) >> 16
+    return luma.to(torch.uint8).unsqueeze(-3)

@@ -5,12 +5,15 @@ Two weight files are in use across the papers and both load here:
 - ``i3d_pretrained_400.pt``: a state dict in the pytorch-i3d key layout (``Conv3d_1a_7x7.conv3d``,
   ``Mixed_3b.b1b.bn`` ..., ``logits.conv3d``), shipped with the FVD code of VideoGPT, TATS, DIGAN
   and PVDM. The network below is written to that layout, TensorFlow "SAME" padding included.
-- ``i3d_torchscript.pt``: StyleGAN-V's TorchScript port of the tf.hub I3D, used by MCVD. It is
-  called as those codebases call it on prepared input:
-  ``net(x, rescale=False, resize=False, return_features=True)``.
+  Two BatchNorm epsilons are in use with it, named by origin in ``I3D_VARIANTS``.
+- ``i3d_torchscript.pt``: StyleGAN-V's TorchScript port of the tf.hub I3D, used by MCVD. It
+  carries its own code, so it loads only when the caller trusts the file. It is called on
+  prepared input as MCVD calls it (``net(x, rescale=False, resize=False,
+  return_features=True)``), or on uint8 video with its own rescale and resize as StyleGAN-V
+  calls it (resize mode ``"torchscript"``).
 
 Either way the model maps ``(B, 3, T, 224, 224)`` in [-1, 1] to ``(B, 400)``: the logits averaged
-over time. ``i3d_inputs`` prepares video the way the reference codebases do.
+over time. ``i3d_inputs`` prepares video the way each reference codebase does (``RESIZE_MODES``).
 """
 
 from __future__ import annotations
@@ -24,17 +27,49 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from videogen.metrics.resize import half_pixel_bilinear, tf1_bilinear
 from videogen.metrics.weights import (
     assign,
     empty,
     is_torchscript,
+    load_torchscript,
     read_state,
     require_file,
     sha256_file,
 )
 
-RESIZE_MODES = ("resize", "center_crop")
-ResizeMode = Literal["resize", "center_crop"]
+# How frames reach 224x224, by the protocol each mode reproduces.
+RESIZE_MODES = ("tf1-bilinear", "pytorch-bilinear", "center_crop", "torchscript")
+RESIZE_ORIGINS = {
+    "tf1-bilinear": (
+        "every frame straight to 224x224 with TF1 resize_bilinear (no half-pixel offset), as the "
+        "original FVD code (Unterthiner et al., google-research frechet_video_distance)"
+    ),
+    "pytorch-bilinear": (
+        "every frame straight to 224x224 with PyTorch's half-pixel bilinear (align_corners=False)"
+    ),
+    "center_crop": (
+        "shorter side to 224 with PyTorch's half-pixel bilinear, then a centre crop, as the FVD "
+        "code of DIGAN, PVDM and MCVD"
+    ),
+    "torchscript": (
+        "uint8 video into StyleGAN-V's i3d_torchscript.pt with rescale=True, resize=True: the "
+        "file's own code rescales and resizes, as StyleGAN-V's compute_fvd calls it"
+    ),
+}
+ResizeMode = Literal["tf1-bilinear", "pytorch-bilinear", "center_crop", "torchscript"]
+# BatchNorm epsilon of the pytorch-i3d layout, by the code that sets it
+I3D_VARIANTS = {
+    "videogpt": 1e-5,  # VideoGPT's copy of I3D, used by the FVD code of TATS, DIGAN and PVDM
+    "pytorch-i3d": 1e-3,  # piergiaj/pytorch-i3d itself (TensorFlow's value)
+}
+
+
+def i3d_variant(bn_eps: float) -> str:
+    """The origin of a BatchNorm epsilon (``I3D_VARIANTS``), or ``"custom"``."""
+    return next((k for k, v in I3D_VARIANTS.items() if v == bn_eps), "custom")
+
+
 I3D_SIZE = 224
 I3D_MIN_FRAMES = 9  # the temporal strides (2, 2, 2) must leave 2 steps for the (2, 7, 7) pool
 
@@ -189,7 +224,8 @@ def check_i3d_input(x: Tensor) -> None:
 
 
 class TorchScriptI3D(nn.Module):
-    """StyleGAN-V's TorchScript I3D, fed prepared input as MCVD does."""
+    """StyleGAN-V's TorchScript I3D, fed prepared input as MCVD does (``forward``) or uint8
+    video as StyleGAN-V does (``native``)."""
 
     def __init__(self, net: torch.jit.ScriptModule) -> None:
         super().__init__()
@@ -199,41 +235,57 @@ class TorchScriptI3D(nn.Module):
         check_i3d_input(x)
         return self.net(x, rescale=False, resize=False, return_features=True)
 
+    def native(self, video: Tensor) -> Tensor:
+        """uint8 ``(B, 3, T, H, W)`` -> ``(B, 400)``: the file rescales and resizes itself."""
+        if video.dtype != torch.uint8 or video.ndim != 5 or video.shape[1] != 3:
+            raise ValueError(f"native I3D input is uint8 (B, 3, T, H, W), got {video.dtype}")
+        return self.net(video, rescale=True, resize=True, return_features=True)
+
 
 def load_i3d(
-    path: str | Path, *, bn_eps: float = 1e-5, device: torch.device | str = "cpu"
+    path: str | Path,
+    *,
+    bn_eps: float = 1e-5,
+    device: torch.device | str = "cpu",
+    trust_torchscript: bool = False,
 ) -> nn.Module:
     """Load I3D from ``i3d_pretrained_400.pt`` (state dict) or ``i3d_torchscript.pt``.
 
     Returns an eval-mode module mapping ``(B, 3, T, 224, 224)`` in [-1, 1] to ``(B, 400)``. Its
-    ``weights_info`` dict (path, sha256, format, bn_eps) goes into every metric's protocol.
+    ``weights_info`` dict (path, sha256, format, bn_eps) goes into every metric's protocol. A
+    TorchScript file runs its own code, so it loads only with ``trust_torchscript=True``.
     """
     p = require_file(path, "i3d")
     info: dict[str, object] = {"path": str(p), "sha256": sha256_file(p)}
     if is_torchscript(p):
-        model: nn.Module = TorchScriptI3D(torch.jit.load(str(p), map_location=device))
+        net = load_torchscript(p, "i3d", trusted=trust_torchscript, device=device)
+        model: nn.Module = TorchScriptI3D(net)
         info["format"] = "torchscript (StyleGAN-V)"
     else:
         model = empty(InceptionI3d, bn_eps=bn_eps)
         assign(model, read_state(p), path=p)
-        info.update(format="state_dict (pytorch-i3d layout)", bn_eps=bn_eps)
+        info.update(
+            format="state_dict (pytorch-i3d layout)", bn_eps=bn_eps, variant=i3d_variant(bn_eps)
+        )
     model.weights_info = info
     return model.eval().requires_grad_(False).to(device)
 
 
-def i3d_inputs(video: Tensor, resize: ResizeMode = "resize", *, quantize: bool = True) -> Tensor:
+def i3d_inputs(
+    video: Tensor, resize: ResizeMode = "tf1-bilinear", *, quantize: bool = True
+) -> Tensor:
     """Prepare a float video ``(B, T, C, H, W)`` in [-1, 1] for I3D: ``(B, 3, T, 224, 224)``.
 
-    - ``resize="resize"``: every frame straight to 224x224 (TF FVD, StyleGAN-V, TATS).
-    - ``resize="center_crop"``: shorter side to 224 (the other rounded up), then a centre crop
-      (DIGAN, PVDM, MCVD).
-
-    Bilinear without antialiasing and with ``align_corners=False``, as in those codebases.
+    ``resize`` is one of ``RESIZE_MODES`` but ``"torchscript"`` (which leaves resizing to the
+    network, ``i3d_features``); ``RESIZE_ORIGINS`` says which codebase each reproduces.
     ``quantize`` rounds to 8-bit levels first: every reference feeds uint8 video. One channel is
     repeated to three. Returns float32 in [-1, 1].
     """
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"unknown I3D resize mode {resize!r}; choose one of {RESIZE_MODES}")
+    if resize not in RESIZE_MODES or resize == "torchscript":
+        modes = [m for m in RESIZE_MODES if m != "torchscript"]
+        raise ValueError(
+            f"unknown I3D resize mode {resize!r} for i3d_inputs; choose one of {modes}"
+        )
     b = video.shape[0]
     frames = rearrange(video.float(), "b t c h w -> (b t) c h w")
     frames = (frames.clamp(-1, 1) + 1) / 2
@@ -244,15 +296,26 @@ def i3d_inputs(video: Tensor, resize: ResizeMode = "resize", *, quantize: bool =
     elif frames.shape[1] != 3:
         raise ValueError(f"I3D takes 1 or 3 channels, got {frames.shape[1]}")
     h, w = frames.shape[-2:]
-    if resize == "resize":
-        frames = F.interpolate(frames, (I3D_SIZE, I3D_SIZE), mode="bilinear", align_corners=False)
+    if resize == "tf1-bilinear":
+        frames = tf1_bilinear(frames, (I3D_SIZE, I3D_SIZE))
+    elif resize == "pytorch-bilinear":
+        frames = half_pixel_bilinear(frames, (I3D_SIZE, I3D_SIZE))
     else:
         scale = I3D_SIZE / min(h, w)
         size = (I3D_SIZE, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), I3D_SIZE)
-        frames = F.interpolate(frames, size, mode="bilinear", align_corners=False)
+        frames = half_pixel_bilinear(frames, size)
         top, left = (size[0] - I3D_SIZE) // 2, (size[1] - I3D_SIZE) // 2
         frames = frames[..., top : top + I3D_SIZE, left : left + I3D_SIZE]
     return rearrange(frames * 2 - 1, "(b t) c h w -> b c t h w", b=b).contiguous()
+
+
+def to_uint8_video(video: Tensor) -> Tensor:
+    """Float ``(B, T, C, H, W)`` in [-1, 1] -> uint8 ``(B, 3, T, H, W)`` the way StyleGAN-V
+    quantises its generator's frames (``x * 127.5 + 128``, clamped, truncated)."""
+    x = (video.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    if x.shape[2] == 1:
+        x = x.expand(-1, -1, 3, -1, -1)
+    return rearrange(x, "b t c h w -> b c t h w").contiguous()
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -260,16 +323,26 @@ PRECISIONS = ("fp32", "bf16")
 
 @torch.no_grad()
 def i3d_features(
-    model: nn.Module, video: Tensor, resize: ResizeMode = "resize", precision: str = "fp32"
+    model: nn.Module, video: Tensor, resize: ResizeMode = "tf1-bilinear", precision: str = "fp32"
 ) -> Tensor:
     """Features ``(B, 400)`` float32 of a float video ``(B, T, C, H, W)`` in [-1, 1].
 
     Preparation runs in float32; ``precision="bf16"`` runs the network under bf16 autocast on a
-    GPU (on the CPU it is ignored: CPU bf16 convolutions are slow).
+    GPU (on the CPU it is ignored: CPU bf16 convolutions are slow). ``resize="torchscript"``
+    hands uint8 video to StyleGAN-V's TorchScript file, which resizes it itself.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
-    x = i3d_inputs(video, resize)
+    if resize == "torchscript":
+        if not isinstance(model, TorchScriptI3D):
+            raise ValueError(
+                "resize mode 'torchscript' lets StyleGAN-V's i3d_torchscript.pt resize the "
+                "frames itself; this I3D is a state dict: choose another resize mode"
+            )
+        x = to_uint8_video(video)
+        run = model.native
+    else:
+        x, run = i3d_inputs(video, resize), model
     bf16 = precision == "bf16" and x.device.type == "cuda"
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        return model(x).float()
+        return run(x).float()

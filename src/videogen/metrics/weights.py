@@ -80,6 +80,22 @@ def is_torchscript(path: str | Path) -> bool:
         return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
 
 
+def load_torchscript(
+    path: Path, kind: str, *, trusted: bool, device: torch.device | str = "cpu"
+) -> torch.jit.ScriptModule:
+    """Load a TorchScript archive, only when the caller says the file is trusted: TorchScript
+    stores code, and that code runs when the network is called (it can read and write files).
+    The state-dict formats are the safe default; this route exists for StyleGAN-V's files."""
+    if not trusted:
+        raise WeightFileError(
+            f"{path} is a TorchScript archive: it carries its own code, which runs when the "
+            "network is called. Load it only if you trust where it comes from, with "
+            "--trust-torchscript (trust_torchscript=True in Python); otherwise use the "
+            f"state-dict file instead: {SOURCES.get(kind, kind)}"
+        )
+    return torch.jit.load(str(path), map_location=device)
+
+
 def read_state(path: Path) -> dict[str, Tensor]:
     """Read a flat ``{name: tensor}`` mapping from ``.safetensors``, ``.npz`` or a torch file."""
     suffix = path.suffix.lower()
