@@ -125,7 +125,7 @@ def main() -> None:
     torch.manual_seed(0)
     method = build_method(cfg).to(device)
     assert isinstance(method, MCVD)
-    m = method.mcfg
+    m = method.model_cfg
     frames, c, s = cfg.data.frames, cfg.data.channels, cfg.data.size
     video = torch.rand(batch, frames, c, s, s, device=device) * 2 - 1
     known = from_indices(frames, range(m.past), batch=batch).to(device)

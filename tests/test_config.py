@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from videogen.config import (
@@ -10,6 +12,7 @@ from videogen.config import (
     save_config,
     to_dict,
 )
+from videogen.registry import build_method
 
 
 def test_defaults_round_trip(tmp_path):
@@ -54,7 +57,7 @@ def test_load_config_checks_file_and_model_section(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: nope\n")
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
-        load_config(bad)
+        build_method(load_config(bad))
     broken = tmp_path / "broken.yaml"
     broken.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
@@ -66,3 +69,23 @@ def test_save_config_is_loadable(tmp_path):
     path = tmp_path / "c.yaml"
     save_config(cfg, path)
     assert "steps: 7" in path.read_text()
+
+
+def test_config_and_registry_import_no_method():
+    """Layering: config knows nothing of methods; the registry and checkpoints import a method
+    module only when one is asked for (so no import cycle can form)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, videogen.config, videogen.registry, videogen.checkpoint; "
+        "print(sorted(m for m in sys.modules if m.startswith('videogen.methods.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    import videogen.config
+
+    source = Path(videogen.config.__file__).read_text()
+    assert "import" not in " ".join(
+        line for line in source.splitlines() if "methods" in line or "registry" in line
+    )

@@ -94,7 +94,7 @@ def test_all_configs_load_and_unknown_keys_are_named() -> None:
     for name in ("bair", "kinetics600", "ucf101", "tiny"):
         assert load_config(CONFIGS / f"{name}.yaml").method == "ramvid"
     with pytest.raises(ConfigError, match="model.p_uncnd"):
-        load_config(CONFIGS / "tiny.yaml", ["model.p_uncnd=0.5"])
+        build_method(load_config(CONFIGS / "tiny.yaml", ["model.p_uncnd=0.5"]))
 
 
 # --------------------------------------------------------------------------- conditioning

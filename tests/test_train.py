@@ -264,3 +264,24 @@ def test_two_processes_write_once_and_seed_each_rank(tmp_path):
     assert steps == [1, 2, 3, 4]
     rng = torch.load(latest_checkpoint(run) / "rng.pt", weights_only=True)
     assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
+
+
+def test_snapshots_export_the_ema_weights_at_their_minutes(tmp_path):
+    run = train(tiny_cfg(tmp_path, steps=3, snapshot_minutes=[0.0, 600.0]), progress=False)
+    snaps = sorted(p.name for p in (run / "snapshots").iterdir())
+    assert snaps == ["0min"]  # 600 minutes never came
+    info = json.loads((run / "snapshots" / "0min" / "snapshot.json").read_text())
+    assert info["step"] == 1 and info["due_minutes"] == 0.0 and info["minutes"] >= 0.0
+    snap = load_pretrained(run / "snapshots" / "0min")
+    final = load_pretrained(run)
+    # taken after step 1: not the final weights
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(snap.state_dict().values(), final.state_dict().values())
+    )
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["minutes"] >= 0 for r in rows)
+    # a resumed run keeps the snapshot it has
+    first = (run / "snapshots" / "0min" / "model.safetensors").read_bytes()
+    train(tiny_cfg(tmp_path, steps=5, snapshot_minutes=[0.0]), progress=False)
+    assert (run / "snapshots" / "0min" / "model.safetensors").read_bytes() == first

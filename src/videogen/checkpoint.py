@@ -1,7 +1,8 @@
 """Checkpoints that resume exactly, and exports that load anywhere.
 
 A checkpoint is a folder ``ckpt/step-NNNNNNN/`` with the raw and EMA weights (safetensors), the
-optimizer and LR-scheduler state, every rank's RNG state and the step. It is written into a
+state of every optimizer and LR scheduler (one per parameter group the method declares, by
+name), every rank's RNG state and the step. It is written into a
 hidden temporary folder and renamed into place, and ``ckpt/latest`` is replaced atomically after
 that, so a kill or a full disk mid-write never leaves a corrupt latest checkpoint.
 
@@ -16,14 +17,16 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from videogen.config import Config, ConfigError, from_dict, to_dict
-from videogen.methods import build_method
-from videogen.methods.base import VideoMethod
+from videogen.config import Config, ConfigError, from_dict, load_config, to_dict
+from videogen.registry import build_method
+
+if TYPE_CHECKING:
+    from videogen.methods.base import VideoMethod
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -63,8 +66,8 @@ def save_checkpoint(
     *,
     model: torch.nn.Module,
     ema: dict[str, torch.Tensor] | None,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
+    optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, Any],
     rank_rng: list[dict[str, Any]],
     keep: int = 2,
 ) -> Path:
@@ -79,7 +82,11 @@ def save_checkpoint(
     if ema is not None:
         save_file(plain_state(ema), str(tmp / "ema.safetensors"))
     torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt"
+        {
+            "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
+            "schedulers": {k: sched.state_dict() for k, sched in schedulers.items()},
+        },
+        tmp / "optim.pt",
     )
     torch.save(rank_rng, tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step}))
@@ -123,18 +130,30 @@ def load_checkpoint(
     path: Path,
     *,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any = None,
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    schedulers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Load weights (and optimizer/scheduler when given) in place; return step, ema, rng."""
+    """Load weights (and the named optimizers / schedulers when given) in place; return step,
+    ema, rng. A checkpoint of another set of parameter groups is refused by name."""
     load_weights(model, path / WEIGHTS_NAME)
     ema_path = path / "ema.safetensors"
     ema = load_file(str(ema_path)) if ema_path.is_file() else None
-    if optimizer is not None:
-        opt = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(opt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(opt["scheduler"])
+    if optimizers:
+        saved = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
+        if "optimizer" in saved:  # written before methods declared groups: one, "model"
+            saved = {
+                "optimizers": {"model": saved["optimizer"]},
+                "schedulers": {"model": saved["scheduler"]},
+            }
+        if set(saved["optimizers"]) != set(optimizers):
+            raise ValueError(
+                f"{path} holds optimizers {sorted(saved['optimizers'])} but the method trains "
+                f"{sorted(optimizers)}; resume with the config that wrote it, or train --fresh"
+            )
+        for name, opt in optimizers.items():
+            opt.load_state_dict(saved["optimizers"][name])
+        for name, sched in (schedulers or {}).items():
+            sched.load_state_dict(saved["schedulers"][name])
     rng = torch.load(path / "rng.pt", weights_only=True)
     step = json.loads((path / "state.json").read_text())["step"]
     return {"step": step, "ema": ema, "rng": rng}
@@ -166,8 +185,6 @@ def read_config(path: str | Path) -> Config:
         if candidate.is_file():
             return from_dict(Config, json.loads(candidate.read_text()))
     if (path / "config.yaml").is_file():
-        from videogen.config import load_config
-
         return load_config(path / "config.yaml")
     raise ConfigError(
         f"{path} is neither an export folder (config.json + {WEIGHTS_NAME}) nor a run folder "

@@ -3,7 +3,9 @@
 Loaded from YAML, overridden with dotted ``key=value`` pairs from the command line, checked
 before any work starts (an unknown key or a wrong type names the key), and saved with the run.
 The ``model`` section is method-specific: each method declares its own dataclass for it
-(``VideoMethod.ModelConfig``) and it is checked against that.
+(``VideoMethod.ModelConfig``) and it is checked against that when the method is built
+(``videogen.registry.build_method``, before a run writes anything). This module knows nothing
+of methods.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ class DiffusionConfig:
     beta_start: float = 0.0001
     beta_end: float = 0.02
     prediction: Literal["eps", "v", "x0"] = "eps"
+    # per-timestep weight of the denoising loss: "none" is every paper's plain loss of its
+    # prediction; "min_snr" is min-SNR-γ (Hang et al., ICCV 2023): the x0-equivalent weight
+    # clipped at SNR = γ, which stops the low-noise steps from dominating training
+    loss_weighting: Literal["none", "min_snr"] = "none"
+    min_snr_gamma: float = 5.0
+    # rescale the betas so the last step is pure noise (Lin et al., WACV 2024): the sampler then
+    # starts where training saw no signal at all; needs prediction v (eps is undefined there)
+    zero_terminal_snr: bool = False
 
 
 @dataclass
@@ -80,6 +90,9 @@ class TrainConfig:
     ] = "default"
     channels_last: bool = False
     out: str = "runs/run"
+    # export the EMA weights to <out>/snapshots/<M>min/ when the run has trained M minutes
+    # (checked at log steps): the points of a quality-against-minutes curve
+    snapshot_minutes: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -238,10 +251,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or start from defaults), apply overrides, check the whole thing.
-
-    The method's ``model`` section is checked too (see ``videogen.methods.model_config``).
-    """
+    """Read a YAML config (or start from defaults), apply overrides, check every section but
+    ``model``, which the method checks (``videogen.registry.model_config``)."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -254,12 +265,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
     apply_overrides(data, overrides or [])
-    cfg = from_dict(Config, data)
-    # Imported here: the methods package imports models, which import this module.
-    from videogen.methods import model_config
-
-    model_config(cfg)  # raises ConfigError naming the key
-    return cfg
+    return from_dict(Config, data)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

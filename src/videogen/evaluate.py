@@ -6,7 +6,7 @@ and an iterable of test clips (uint8 ``(T, H, W, C)`` clips, uint8 ``(B, T, H, W
 ``(B, T, C, H, W)`` batches in [-1, 1]; any of them with class labels, as ``(clip, label)`` pairs,
 ``(clips, labels)`` batches or dicts with ``video`` and ``labels``). For every test clip it draws
 ``best_of`` samples with the task's known frames (a class-conditional method, one with
-``model_cfg.num_classes``, gets the clip's own class as ``labels=``) and computes:
+``num_classes``, gets the clip's own class as ``labels=``) and computes:
 
 - FVD / KVD: I3D features of the test clips against those of the first ``fvd_samples`` samples
   per clip, over all frames or only the generated ones (``fvd_include_known``). Real features
@@ -413,7 +413,7 @@ def evaluate_run(
     generation protocols do with the train split; it must match the test clips' frames and
     resolution.
 
-    A class-conditional method (``method.model_cfg.num_classes`` > 0) samples each test clip
+    A class-conditional method (``method.num_classes`` > 0) samples each test clip
     with the clip's own class (``generate(..., labels=)``) where the test items carry labels;
     where they carry none it samples with the null label and warns. The protocol's ``labels``
     says which; other methods ignore labels in the data (``labels``: None).
@@ -614,7 +614,7 @@ def _labels_protocol(method: Any, labelled: bool) -> str | None:
     """``Protocol.labels``: what a class-conditional method samples with (the test clips'
     classes, or the null label, with a warning, where the test data has none); None for a
     method without classes, which ignores labels in the data."""
-    if not getattr(getattr(method, "model_cfg", None), "num_classes", 0):
+    if not getattr(method, "num_classes", 0):
         return None
     if labelled:
         return TEST_LABELS

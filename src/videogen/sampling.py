@@ -127,7 +127,7 @@ def sample_task(
     pattern = pattern.repeat_interleave(samples, dim=0)
     extra = {}
     if label is not None:
-        if not getattr(getattr(method, "model_cfg", None), "num_classes", 0):
+        if not method.num_classes:
             raise ValueError(f"{method.name} here is not class-conditional; drop --label")
         extra["labels"] = torch.full((video.shape[0],), label, dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)

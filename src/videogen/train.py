@@ -1,9 +1,12 @@
 """The trainer: any ``VideoMethod`` on any dataset, one GPU or many (accelerate).
 
-Read top to bottom: set up the run folder, the method, the optimizer, EMA and data; resume from
-the latest checkpoint if there is one; then loop: batch -> ``method(batch)`` (its loss) ->
-backward -> clip -> step -> EMA, logging every ``log_every`` steps, sampling preview GIFs every
-``sample_every`` and checkpointing every ``ckpt_every``. At the end the EMA weights are exported.
+Read top to bottom: build the method (sub-models given by path resolved into its config), set
+up the run folder, one optimizer and LR schedule per parameter group the method declares, EMA
+and data; resume from the latest checkpoint if there is one; then loop: for each phase the
+method asks for this step (default: one, "model") -> ``method(batch, phase=...)`` (its loss) ->
+backward -> clip -> that group's step -> EMA, logging every ``log_every`` steps, writing the
+method's preview GIFs every ``sample_every`` and checkpointing every ``ckpt_every``. At the end
+the EMA weights are exported.
 
 Things worth knowing:
 - No host sync per step: losses are summed on the device and read once per log interval; a
@@ -18,7 +21,6 @@ Things worth knowing:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import time
@@ -42,8 +44,9 @@ from videogen.checkpoint import (
 )
 from videogen.compile_options import inductor_options, uses_cuda_graphs
 from videogen.config import Config, save_config
-from videogen.methods import build_method, method_class
-from videogen.methods.base import VideoMethod
+from videogen.ema import EMA, ema_weights
+from videogen.methods.base import ParamGroup, VideoMethod
+from videogen.registry import build_method, method_class
 
 
 class TrainingError(RuntimeError):
@@ -51,41 +54,6 @@ class TrainingError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- small pieces
-
-
-class EMA:
-    """Exponential moving average of the trainable parameters: ``s <- d s + (1 - d) p``.
-
-    The average starts at the weights after the first optimizer step, not at construction:
-    data-dependent initialisation (VideoFlow's actnorm) happens in the first forward pass, and
-    an average that began before it would carry the uninitialised values.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float, warmup: bool = False) -> None:
-        self.decay = decay
-        self.warmup = warmup
-        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        self.shadow: list[Tensor] | None = None
-
-    def decay_at(self, step: int) -> float:
-        """The decay of update ``step`` (0-based); with warm-up ``(1 + n) / (10 + n)`` caps it,
-        so the average of a short run is not dominated by its first weights."""
-        return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        params = dict(model.named_parameters())
-        current = [params[n].detach().float() for n in self.names]
-        if self.shadow is None:
-            self.shadow = [p.clone() for p in current]
-        else:
-            torch._foreach_lerp_(self.shadow, current, 1.0 - self.decay_at(step))
-
-    def state_dict(self) -> dict[str, Tensor] | None:
-        return None if self.shadow is None else dict(zip(self.names, self.shadow))
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.shadow = [state[name].float().clone() for name in self.names]
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -97,19 +65,19 @@ def resolve_mixed_precision(setting: str) -> str:
     return "no"
 
 
-def make_optimizer(method: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+def make_optimizer(group: ParamGroup, cfg: Config) -> torch.optim.Optimizer:
+    """Adam(W) over one parameter group; the group's settings override the ``train`` section."""
     t = cfg.train
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    params = [p for p in method.parameters() if p.requires_grad]
     kwargs: dict[str, Any] = {
-        "lr": t.lr,
-        "betas": t.betas,
+        "lr": t.lr if group.lr is None else group.lr,
+        "betas": t.betas if group.betas is None else group.betas,
         "eps": t.eps,
-        "weight_decay": t.weight_decay,
+        "weight_decay": t.weight_decay if group.weight_decay is None else group.weight_decay,
     }
     if torch.cuda.is_available():
         kwargs["fused"] = True
-    return cls(params, **kwargs)
+    return cls(group.params, **kwargs)
 
 
 def warmup_schedule(optimizer: torch.optim.Optimizer, warmup: int):
@@ -207,12 +175,13 @@ def train(
     """
     t = cfg.train
     run_dir = Path(out if out is not None else t.out)
-    method_cls = method_class(cfg.method)
     plugin = dynamo_plugin(cfg)
     acc = Accelerator(
         cpu=not torch.cuda.is_available(),  # lets `torchrun` / `accelerate launch` run on CPUs
         kwargs_handlers=[
-            DistributedDataParallelKwargs(find_unused_parameters=method_cls.ddp_find_unused)
+            DistributedDataParallelKwargs(
+                find_unused_parameters=method_class(cfg.method).ddp_find_unused
+            )
         ],
         mixed_precision=resolve_mixed_precision(t.mixed_precision),
         gradient_accumulation_steps=t.grad_accum,
@@ -222,22 +191,25 @@ def train(
     )
     main = acc.is_main_process
     set_seed(t.seed, device_specific=True)  # seed + rank on every process
+    method = build_method(cfg)
+    cfg = method.cfg  # sub-models given by path resolved: what the run folder records
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         acc.init_trackers("tb")
 
-    method = build_method(cfg)
     if t.channels_last:
         set_memory_format(method)
-    optimizer = make_optimizer(method, cfg)
-    scheduler = warmup_schedule(optimizer, t.warmup)
-    ema = EMA(method, t.ema_decay, t.ema_warmup) if t.ema_decay else None
+    groups = method.param_groups()
+    optimizers = {name: make_optimizer(group, cfg) for name, group in groups.items()}
+    schedulers = {name: warmup_schedule(opt, t.warmup) for name, opt in optimizers.items()}
+    averaged = [p for g in groups.values() if g.ema for p in g.params]
+    ema = EMA(method, t.ema_decay, t.ema_warmup, averaged) if t.ema_decay else None
 
     step = 0
     ckpt = latest_checkpoint(run_dir) if resume else None
     if ckpt is not None:
-        state = load_checkpoint(ckpt, model=method, optimizer=optimizer, scheduler=scheduler)
+        state = load_checkpoint(ckpt, model=method, optimizers=optimizers, schedulers=schedulers)
         step = state["step"]
         if ema is not None and state["ema"] is not None:
             ema.load_state_dict(state["ema"])
@@ -245,7 +217,12 @@ def train(
         set_rng_state(rngs[min(acc.process_index, len(rngs) - 1)])
         acc.print(f"resumed from {ckpt} at step {step}")
 
-    model, optimizer, scheduler = acc.prepare(method, optimizer, scheduler)
+    group_names = list(optimizers)
+    model, *prepared = acc.prepare(method, *optimizers.values(), *schedulers.values())
+    optimizers = dict(zip(group_names, prepared[: len(group_names)]))
+    schedulers = dict(zip(group_names, prepared[len(group_names) :]))
+    # with several groups each phase logs under "phase/"; values are averaged over the
+    # micro-batches of the step's first phase
     # the module itself, without DDP or torch.compile wrappers (whose parameter names carry a
     # prefix): what the EMA, checkpoints, previews and the export read
     plain = acc.unwrap_model(model, keep_torch_compile=False)
@@ -263,8 +240,8 @@ def train(
                 at,
                 model=plain,
                 ema=ema.state_dict() if ema else None,
-                optimizer=optimizer,
-                scheduler=scheduler,
+                optimizers=optimizers,
+                schedulers=schedulers,
                 rank_rng=rngs,
             )
 
@@ -285,31 +262,37 @@ def train(
         dynamic_ncols=True,
     )
     last_log = started = time.perf_counter()
+    snapshots = pending_snapshots(run_dir, t.snapshot_minutes)
     graphed = uses_cuda_graphs(plugin.options)
     model.train()
     try:
         while step < t.steps:
-            for _ in range(t.grad_accum):
-                if graphed:
-                    # the previous pass's outputs are consumed: its graph memory may be reused
-                    torch.compiler.cudagraph_mark_step_begin()
-                clips, extra = next(batches)
-                video = to_model_input(clips, acc.device)
-                extra = {k: v.to(acc.device) for k, v in extra.items()}
-                with acc.accumulate(model):
-                    out = model(video, **extra)
-                    loss = out["loss"]
-                    acc.backward(loss)
-                    if t.grad_clip is not None and acc.sync_gradients:
-                        out["grad_norm"] = acc.clip_grad_norm_(model.parameters(), t.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                bad |= ~torch.isfinite(loss.detach())
-                for k, v in out.items():
-                    if torch.is_tensor(v) and v.dim() == 0:
-                        sums[k] = sums.get(k, 0) + v.detach().float()
-                count += 1
+            micro: list[tuple[Tensor, dict[str, Tensor]]] = []  # this step's batches
+            for i, phase in enumerate(plain.training_phases(step)):
+                for j in range(t.grad_accum):
+                    if graphed:
+                        # the previous pass's outputs are consumed: its graph memory may be reused
+                        torch.compiler.cudagraph_mark_step_begin()
+                    if i == 0:  # later phases of the step see the same batches
+                        clips, extra = next(batches)
+                        extra = {k: v.to(acc.device) for k, v in extra.items()}
+                        micro.append((to_model_input(clips, acc.device), extra))
+                    video, extra = micro[j]
+                    out = train_phase(
+                        acc,
+                        model,
+                        (phase, video, extra),
+                        groups[phase].params,
+                        optimizers,
+                        schedulers[phase],
+                        t.grad_clip,
+                    )
+                    bad |= ~torch.isfinite(out["loss"].detach())
+                    for k, v in out.items():
+                        if torch.is_tensor(v) and v.dim() == 0:
+                            key = f"{phase}/{k}" if len(group_names) > 1 else k
+                            sums[key] = sums.get(key, 0) + v.detach().float()
+                    count += i == 0
             if ema is not None:
                 ema.update(plain, step)
             step += 1
@@ -331,17 +314,23 @@ def train(
                         "train.warmup or set train.grad_clip."
                     )
                 record = {k: v / count for k, v in zip(names, losses)}
+                minutes = (now - started) / 60
                 record.update(
                     step=step,
-                    lr=scheduler.get_last_lr()[0],
+                    lr=schedulers[group_names[0]].get_last_lr()[0],
                     steps_per_s=t.log_every / max(now - last_log, 1e-9),
+                    minutes=minutes,
                 )
                 last_log, sums, count = now, {}, 0
                 acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
                 if main:
                     with log_file.open("a") as f:
                         f.write(json.dumps(record) + "\n")
-                    bar.set_postfix(loss=f"{record['loss']:.4f}")
+                    bar.set_postfix(
+                        loss=f"{record.get('loss', record.get(f'{group_names[0]}/loss')):.4f}"
+                    )
+                    while snapshots and minutes >= snapshots[0]:
+                        write_snapshot(plain, ema, run_dir, snapshots.pop(0), step, minutes)
                 if time_up > 0:
                     acc.print(f"\ntrain.max_minutes={t.max_minutes} reached at step {step}")
                     break
@@ -374,30 +363,55 @@ def train(
     return run_dir
 
 
+def train_phase(
+    acc: Accelerator,
+    model: torch.nn.Module,
+    batch: tuple[str, Tensor, dict[str, Tensor]],
+    params: list[torch.nn.Parameter],
+    optimizers: dict[str, torch.optim.Optimizer],
+    scheduler: Any,
+    grad_clip: float | None,
+) -> dict[str, Tensor]:
+    """One micro-batch ``(phase, video, extra)``: the method's loss for ``phase`` (through the
+    prepared module, so DDP, autocast and compile apply), backward, and at the accumulation
+    boundary clipping and the step of that phase's group. Every gradient is cleared after the
+    step: a phase's loss may reach another group's parameters (a generator loss through the
+    discriminator), and the next phase must not see those gradients."""
+    phase, video, extra = batch
+    with acc.accumulate(model):
+        out = model(video, phase=phase, **extra)
+        acc.backward(out["loss"])
+        if grad_clip is not None and acc.sync_gradients:
+            out["grad_norm"] = acc.clip_grad_norm_(params, grad_clip)
+        optimizers[phase].step()
+        scheduler.step()
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+    return out
+
+
+def pending_snapshots(run_dir: Path, minutes: list[float]) -> list[float]:
+    """The snapshot times of ``train.snapshot_minutes`` not yet written, in order (a resumed
+    run keeps the snapshots it has; its clock restarts at zero)."""
+    return [m for m in sorted(minutes) if not (run_dir / "snapshots" / f"{m:g}min").is_dir()]
+
+
+def write_snapshot(
+    method: VideoMethod, ema: EMA | None, run_dir: Path, due: float, step: int, minutes: float
+) -> Path:
+    """Export the EMA weights to ``<run>/snapshots/<due>min/`` with ``snapshot.json`` (the step
+    and the minutes actually trained when it was taken)."""
+    path = export(method, ema, run_dir / "snapshots" / f"{due:g}min")
+    info = {"due_minutes": due, "minutes": minutes, "step": step}
+    (path / "snapshot.json").write_text(json.dumps(info) + "\n")
+    return path
+
+
 def to_model_input(clips: Tensor, device: torch.device) -> Tensor:
     """uint8 ``(B, T, H, W, C)`` -> float ``(B, T, C, H, W)`` in [-1, 1] on ``device``."""
     from videogen.data import to_model
 
     return to_model(clips.to(device, non_blocking=True))
-
-
-@contextlib.contextmanager
-def ema_weights(method: torch.nn.Module, ema: EMA | None):
-    """Temporarily swap the EMA weights into ``method``."""
-    if ema is None or ema.shadow is None:
-        yield method
-        return
-    params = dict(method.named_parameters())
-    saved = [params[n].detach().clone() for n in ema.names]
-    with torch.no_grad():
-        for n, s in zip(ema.names, ema.shadow):
-            params[n].copy_(s)
-    try:
-        yield method
-    finally:
-        with torch.no_grad():
-            for n, s in zip(ema.names, saved):
-                params[n].copy_(s)
 
 
 def export(method: VideoMethod, ema: EMA | None, path: Path) -> Path:
@@ -408,19 +422,19 @@ def export(method: VideoMethod, ema: EMA | None, path: Path) -> Path:
 def write_preview(
     method: VideoMethod, ema: EMA | None, cfg: Config, path: Path, count: int = 4
 ) -> None:
-    """Sample the method's main task on the first test clips and write a GIF grid."""
+    """Write the method's preview (``VideoMethod.preview``: by default its main task) of the
+    first test clips as a GIF grid."""
     from videogen.data import build_dataset, to_model
     from videogen.io import write_grid
 
     test = build_dataset(cfg.data, "test", seed=cfg.train.seed, length=count)
     clips = torch.stack([c if torch.is_tensor(c) else c[0] for c in test][:count])
     video = to_model(clips.to(method.device))
-    known = method.default_known(video.shape[0])
     was_training = method.training
     method.eval()
     with ema_weights(method, ema):
         gen = torch.Generator(device=method.device).manual_seed(cfg.train.seed)
-        sample = method.generate(video, known, generator=gen)
+        rows, known = method.preview(video, gen)
     method.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_grid(path, [video, sample], known=known[0].cpu())
+    write_grid(path, rows, known=None if known is None else known.cpu())

@@ -1,6 +1,7 @@
-"""Gaussian diffusion over video with known frames: the training loss and the sampling loop.
+"""Gaussian diffusion over video with known frames: the adapter the pixel methods use on top of
+the process over any tensor (``videogen.diffusion.gaussian``).
 
-A *denoiser* is any callable ``denoiser(x_t, t, cond, known) -> prediction`` where
+A *video denoiser* is any callable ``denoiser(x_t, t, cond, known) -> prediction`` where
 
 - ``x_t``  ``(B, T, C, H, W)``: the noisy clip, with the clean known frames written in when the
   process was built with ``known_in_input=True`` (RaMViD); otherwise noisy everywhere (MCVD);
@@ -8,9 +9,11 @@ A *denoiser* is any callable ``denoiser(x_t, t, cond, known) -> prediction`` whe
 - ``cond`` ``(B, T, C, H, W)``: the clean known frames, zeros elsewhere;
 - ``known`` ``(B, T)`` bool;
 
-and the prediction is eps, v or x0 (``DiffusionConfig.prediction``) for every frame. Loss is
-taken on the unknown frames only (or on ``loss_mask``); at sampling, known frames are imposed at
-every step and returned exactly.
+and the prediction is eps, v or x0 (``DiffusionConfig.prediction``) for every frame. The adapter
+turns it into the process's ``denoiser(x_t, t)``: it writes the known frames in, passes them as
+``cond``, takes the loss on the unknown frames only (or on ``loss_mask``, a per-frame mask), and
+at sampling imposes the known frames at every step, returns them exactly and does
+classifier-free guidance against the nothing-known branch.
 """
 
 from __future__ import annotations
@@ -19,35 +22,11 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from videogen.config import DiffusionConfig
-from videogen.diffusion.schedulers import (
-    alphas_cumprod,
-    is_stochastic,
-    make_scheduler,
-    step_takes,
-)
+from videogen.diffusion.gaussian import GaussianDiffusion, NoiseFn, gaussian_noise
 
 Denoiser = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
-NoiseFn = Callable[..., Tensor]
-
-
-def gaussian_noise(
-    shape: tuple[int, ...],
-    *,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """Independent standard normal noise. The generator may live on another device."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
-
-
-def _bcast(values: Tensor, like: Tensor) -> Tensor:
-    """``(B,)`` -> ``(B, 1, 1, ...)`` broadcasting against ``like``."""
-    return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def _frames(mask: Tensor, like: Tensor) -> Tensor:
@@ -55,8 +34,9 @@ def _frames(mask: Tensor, like: Tensor) -> Tensor:
     return mask.reshape(*mask.shape, *([1] * (like.dim() - 2)))
 
 
-class VideoDiffusion:
-    """The diffusion process of a method: schedule, target, loss and sampler loop.
+class VideoDiffusion(GaussianDiffusion):
+    """The process of a pixel method: ``GaussianDiffusion`` (schedule, target, noise policy)
+    with known frames.
 
     ``noise_fn(shape, generator=, device=, dtype=)`` draws the process noise; VideoFusion passes
     its decomposed (frame-correlated) noise, everything else the default i.i.d. Gaussian.
@@ -69,79 +49,17 @@ class VideoDiffusion:
         known_in_input: bool = True,
         noise_fn: NoiseFn = gaussian_noise,
     ) -> None:
-        self.cfg = cfg
+        super().__init__(cfg, noise_fn=noise_fn, data_range=(-1.0, 1.0))
         self.known_in_input = known_in_input
-        self.noise_fn = noise_fn
-        self.alphas_cumprod = alphas_cumprod(cfg).float()
-
-    # ------------------------------------------------------------------ forward process
-
-    def schedule(self, device: torch.device | str) -> Tensor:
-        """``ᾱ_t`` on ``device``, moved there once: a blocking host-to-device copy per step
-        would sync the stream."""
-        if self.alphas_cumprod.device != torch.device(device):
-            self.alphas_cumprod = self.alphas_cumprod.to(device)
-        return self.alphas_cumprod
-
-    def _coefs(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-        abar = self.schedule(like.device)[t.long()]
-        return _bcast(abar.sqrt(), like).to(like.dtype), _bcast((1 - abar).sqrt(), like).to(
-            like.dtype
-        )
-
-    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """``x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) noise``."""
-        a, s = self._coefs(t, x0)
-        return a * x0 + s * noise
-
-    def target(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """What the network regresses: eps, v = sqrt(ᾱ) eps - sqrt(1-ᾱ) x0, or x0."""
-        if self.cfg.prediction == "eps":
-            return noise
-        if self.cfg.prediction == "x0":
-            return x0
-        a, s = self._coefs(t, x0)
-        return a * noise - s * x0
-
-    def predict_x0(self, x_t: Tensor, t: Tensor, pred: Tensor) -> Tensor:
-        """The clean clip implied by a network prediction at ``x_t``."""
-        a, s = self._coefs(t, x_t)
-        if self.cfg.prediction == "eps":
-            return (x_t - s * pred) / a
-        if self.cfg.prediction == "x0":
-            return pred
-        return a * x_t - s * pred
-
-    def from_x0(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
-        """The network prediction (eps, v or x0) that implies clean clip ``x0`` at ``x_t``."""
-        if self.cfg.prediction == "x0":
-            return x0
-        a, s = self._coefs(t, x_t)
-        eps = (x_t - a * x0) / s
-        return eps if self.cfg.prediction == "eps" else a * eps - s * x0
 
     def clipped(self, denoiser: Denoiser) -> Denoiser:
-        """``denoiser`` with the clean clip it implies clipped to [-1, 1], returned in the
-        process's parametrisation (improved-diffusion's ``clip_denoised``, used by the official
-        RaMViD and MCVD samplers). Where nothing is clipped the prediction is unchanged; without
-        it an eps error at high noise becomes an x0 error up to sqrt((1 - ᾱ) / ᾱ) ≈ 157 times
-        larger."""
+        """``denoiser`` with the clean clip it implies clipped to [-1, 1]
+        (``GaussianDiffusion.clip_prediction``)."""
 
         def clipped_denoiser(x_t: Tensor, t: Tensor, cond: Tensor, known: Tensor) -> Tensor:
-            pred = denoiser(x_t, t, cond, known).float()
-            x_t = x_t.float()
-            idx = t.round().long().clamp(0, self.cfg.timesteps - 1)
-            x0 = self.predict_x0(x_t, idx, pred).clamp(-1.0, 1.0)
-            return self.from_x0(x_t, idx, x0)
+            return self.clip_prediction(x_t, t, denoiser(x_t, t, cond, known))
 
         return clipped_denoiser
-
-    def sample_timesteps(
-        self, batch: int, device: torch.device | str, generator: torch.Generator | None = None
-    ) -> Tensor:
-        gen_device = generator.device if generator is not None else device
-        t = torch.randint(0, self.cfg.timesteps, (batch,), generator=generator, device=gen_device)
-        return t.to(device)
 
     # ------------------------------------------------------------------ training
 
@@ -159,27 +77,21 @@ class VideoDiffusion:
         """Denoising loss on the frames of ``loss_mask`` (default: the unknown frames).
 
         ``x0`` ``(B, T, C, H, W)`` in [-1, 1], ``known`` ``(B, T)``. Returns ``loss`` (mean
-        squared error per masked element) and ``t``.
+        squared error per masked element, each clip's error times ``loss_weight(t)``) and ``t``.
         """
-        b = x0.shape[0]
-        if t is None:
-            t = self.sample_timesteps(b, x0.device, generator)
-        if noise is None:
-            noise = self.noise_fn(
-                tuple(x0.shape), generator=generator, device=x0.device, dtype=x0.dtype
-            )
-        x_t = self.q_sample(x0, t, noise)
         known_f = _frames(known, x0)
         cond = x0 * known_f
-        if self.known_in_input:
-            x_t = torch.where(known_f, x0, x_t)
-        pred = denoiser(x_t, t.float(), cond, known)
+
+        def net(x_t: Tensor, tt: Tensor) -> Tensor:
+            if self.known_in_input:
+                x_t = torch.where(known_f, x0, x_t)
+            return denoiser(x_t, tt, cond, known)
+
         mask = ~known if loss_mask is None else loss_mask
-        weight = _frames(mask, x0).to(pred.dtype)
-        err = (pred.float() - self.target(x0, t, noise).float()).square() * weight
-        per_frame = x0[0, 0].numel()
-        loss = err.sum() / (weight.sum() * per_frame).clamp_min(1.0)
-        return {"loss": loss, "t": t}
+        out = self.denoising_loss(
+            net, x0, weight=_frames(mask, x0), t=t, noise=noise, generator=generator
+        )
+        return {"loss": out["loss"], "t": out["t"]}
 
     # ------------------------------------------------------------------ sampling
 
@@ -209,70 +121,39 @@ class VideoDiffusion:
 
         Returns ``(B, T, C, H, W)`` in [-1, 1] with the known frames of ``video`` bit-exact.
         """
-        if clip_denoised:
-            denoiser = self.clipped(denoiser)
-        sched = make_scheduler(sampler, self.cfg)
-        sched.set_timesteps(steps, device=video.device)
         known_f = _frames(known, video)
         clean = video * known_f
-        shape = tuple(video.shape)
-
-        def noise(shape=shape) -> Tensor:
-            return self.noise_fn(shape, generator=generator, device=video.device, dtype=video.dtype)
-
-        x = noise() * sched.init_noise_sigma if x_init is None else x_init
-        step_kwargs: dict = {}
-        structured = self.noise_fn is not gaussian_noise
-        if eta is not None and step_takes(sched, "eta"):
-            step_kwargs["eta"] = eta
-        if structured and is_stochastic(sampler) and not step_takes(sched, "variance_noise"):
-            # This sampler draws i.i.d. noise inside diffusers; the process needs its own noise at
-            # every step. DDIM with eta = 1 is DDPM ancestral sampling with the posterior variance
-            # and takes the noise as an argument.
-            if sampler != "ddpm":
-                raise ValueError(
-                    f"sampler {sampler!r} draws its own i.i.d. noise, which this method's "
-                    "structured noise cannot replace; use ddpm, ddim, dpm++, dpm++sde or unipc"
-                )
-            sched = make_scheduler("ddim", self.cfg)
-            sched.set_timesteps(steps, device=video.device)
-            step_kwargs["eta"] = 1.0
-        uses_variance_noise = structured and step_takes(sched, "variance_noise")
-        if step_takes(sched, "generator") and not uses_variance_noise:
-            # DDIM refuses a generator next to variance_noise; the noise is drawn here then
-            step_kwargs["generator"] = generator
         guided = guidance != 1.0
         if guided:
             no_known = torch.zeros_like(known)
             zeros = torch.zeros_like(clean)
 
-        # the step values read once: a float() of a device tensor per step would sync the host
-        values = sched.timesteps.tolist()
-        steps_iter = zip(sched.timesteps, values)
-        for t, value in tqdm(
-            steps_iter, total=len(values), disable=not progress, desc="sampling", leave=False
-        ):
-            x_in = sched.scale_model_input(x, t)
-            tt = torch.full((shape[0],), float(value), device=video.device)
+        def net(x_in: Tensor, tt: Tensor) -> Tensor:
             cond_in = torch.where(known_f, clean, x_in) if self.known_in_input else x_in
-            if guided:
-                # The unconditional branch sees known positions noised to the current level,
-                # as in its training, rather than clean frames.
-                idx = torch.full((shape[0],), int(round(value)), device=video.device)
-                idx = idx.clamp(0, self.cfg.timesteps - 1)
-                unc_in = torch.where(known_f, self.q_sample(clean, idx, noise()), x_in)
-                both = denoiser(
-                    torch.cat([cond_in, unc_in]),
-                    torch.cat([tt, tt]),
-                    torch.cat([clean, zeros]),
-                    torch.cat([known, no_known]),
-                )
-                c, u = both.chunk(2)
-                pred = u + guidance * (c - u)
-            else:
+            if not guided:
                 pred = denoiser(cond_in, tt, clean, known)
-            if uses_variance_noise:
-                step_kwargs["variance_noise"] = noise()
-            x = sched.step(pred.to(x.dtype), t, x, **step_kwargs).prev_sample
-        # video lives in [-1, 1]; solvers without per-step clipping can overshoot at the end
-        return torch.where(known_f, video, x.clamp(-1.0, 1.0))
+                return self.clip_prediction(cond_in, tt, pred) if clip_denoised else pred
+            # The unconditional branch sees known positions noised to the current level,
+            # as in its training, rather than clean frames.
+            idx = tt.round().long().clamp(0, self.cfg.timesteps - 1)
+            noised = self.q_sample(clean, idx, self.noise(tuple(video.shape), video, generator))
+            unc_in = torch.where(known_f, noised, x_in)
+            x_both = torch.cat([cond_in, unc_in])
+            t_both = torch.cat([tt, tt])
+            both = denoiser(x_both, t_both, torch.cat([clean, zeros]), torch.cat([known, no_known]))
+            if clip_denoised:
+                both = self.clip_prediction(x_both, t_both, both)
+            c, u = both.chunk(2)
+            return u + guidance * (c - u)
+
+        x = self.sample_loop(
+            net,
+            video,
+            sampler=sampler,
+            steps=steps,
+            generator=generator,
+            eta=eta,
+            progress=progress,
+            x_init=x_init,
+        )
+        return torch.where(known_f, video, x)

@@ -45,13 +45,23 @@ SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
 
 
 def _common(cfg: DiffusionConfig) -> dict:
-    return {
+    common = {
         "num_train_timesteps": cfg.timesteps,
         "beta_start": cfg.beta_start,
         "beta_end": cfg.beta_end,
         "beta_schedule": BETA_SCHEDULES[cfg.schedule],
         "prediction_type": PREDICTION_TYPES[cfg.prediction],
     }
+    if cfg.zero_terminal_snr:
+        # named only when on: several diffusers schedulers lack the argument
+        common["rescale_betas_zero_snr"] = True
+    return common
+
+
+def takes_zero_terminal_snr(name: str) -> bool:
+    """Whether sampler ``name`` can run on a schedule rescaled to zero terminal SNR."""
+    cls, _ = SAMPLERS[name]
+    return "rescale_betas_zero_snr" in inspect.signature(cls.__init__).parameters
 
 
 def make_scheduler(name: str, cfg: DiffusionConfig, **overrides) -> SchedulerMixin:
@@ -61,6 +71,11 @@ def make_scheduler(name: str, cfg: DiffusionConfig, **overrides) -> SchedulerMix
     """
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    if cfg.zero_terminal_snr and not takes_zero_terminal_snr(name):
+        able = ", ".join(n for n in SAMPLERS if takes_zero_terminal_snr(n))
+        raise ValueError(
+            f"sampler {name!r} cannot run with diffusion.zero_terminal_snr=true; use one of {able}"
+        )
     cls, kw = SAMPLERS[name]
     kwargs = {**_common(cfg), **kw, **overrides}
     if name == "ddim":

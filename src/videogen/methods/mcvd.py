@@ -21,7 +21,7 @@ from torch import Tensor
 from videogen import tasks
 from videogen.config import Config, ConfigError, from_dict
 from videogen.diffusion import VideoDiffusion
-from videogen.methods.base import VideoMethod
+from videogen.methods.base import SampleOptions, VideoMethod
 from videogen.models.unet_stack2d import StackUNet, StackUNetSpec
 from videogen.tasks import McvdMasks
 
@@ -56,12 +56,13 @@ class MCVD(VideoMethod):
     """MCVD over windows of ``past + current + future`` frames (``cfg.data.frames``)."""
 
     name = "mcvd"
+    title = "MCVD"
     ModelConfig = ModelConfig
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         m: ModelConfig = from_dict(ModelConfig, cfg.model, "model")
-        self.mcfg = m
+        self.model_cfg = m
         if m.past < 0 or m.future < 0 or m.current < 1:
             raise ConfigError(
                 f"model.past={m.past}, model.current={m.current}, model.future={m.future}: "
@@ -100,7 +101,7 @@ class MCVD(VideoMethod):
 
     @property
     def _current(self) -> slice:
-        return slice(self.mcfg.past, self.mcfg.past + self.mcfg.current)
+        return slice(self.model_cfg.past, self.model_cfg.past + self.model_cfg.current)
 
     def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor, known: Tensor) -> Tensor:
         """The engine's denoiser: ``(B, T, C, H, W)`` in, prediction for the current block out
@@ -109,16 +110,16 @@ class MCVD(VideoMethod):
         The network sees the noisy current frames and the clean past and future frames; a block
         that is not known (dropped in training, the unconditional branch of guidance) is zeros.
         """
-        p, c = self.mcfg.past, self.mcfg.current
+        p, c = self.model_cfg.past, self.model_cfg.current
         x_cur = x_t[:, p : p + c]
         ctx = None
-        if self.mcfg.past + self.mcfg.future:
+        if self.model_cfg.past + self.model_cfg.future:
             keep = torch.cat([known[:, :p], known[:, p + c :]], dim=1)
             ctx = torch.cat([cond[:, :p], cond[:, p + c :]], dim=1)
             ctx = ctx * keep[:, :, None, None, None].to(ctx.dtype)
         out = self.net(x_cur, t, ctx)
         before = out.new_zeros(out.shape[0], p, *out.shape[2:])
-        after = out.new_zeros(out.shape[0], self.mcfg.future, *out.shape[2:])
+        after = out.new_zeros(out.shape[0], self.model_cfg.future, *out.shape[2:])
         return torch.cat([before, out, after], dim=1)
 
     # ------------------------------------------------------------------ training
@@ -126,7 +127,7 @@ class MCVD(VideoMethod):
     def loss(self, video: Tensor) -> dict[str, Tensor]:
         """Denoising loss on the current block of ``video`` ``(B, T, C, H, W)`` in [-1, 1], with
         the past / future blocks dropped at random (``McvdMasks``)."""
-        self._check_window(video)
+        self.check_video(video)
         b = video.shape[0]
         known = self.masks(b, video.shape[1], device=video.device)
         out = self.diffusion.loss(
@@ -136,8 +137,8 @@ class MCVD(VideoMethod):
             loss_mask=self.masks.current_mask(b, device=video.device),
         )
         mse = out["loss"]
-        if self.mcfg.loss_reduction == "half_sum":
-            per_clip = self.mcfg.current * math.prod(video.shape[2:])
+        if self.model_cfg.loss_reduction == "half_sum":
+            per_clip = self.model_cfg.current * math.prod(video.shape[2:])
             loss = 0.5 * per_clip * mse
         else:
             loss = mse
@@ -148,12 +149,12 @@ class MCVD(VideoMethod):
     @property
     def context(self) -> int:
         """Rollout conditions each new block on the ``past`` frames before it."""
-        return max(1, self.mcfg.past)
+        return max(1, self.model_cfg.past)
 
     def usable_known(self, known: Tensor) -> Tensor:
         """A past or future block given only in part is dropped (MCVD conditions on whole
         blocks); the current block is never conditioning."""
-        m = self.mcfg
+        m = self.model_cfg
         use = known.clone()
         use[:, self._current] = False
         for block in (slice(0, m.past), slice(m.past + m.current, self.window)):
@@ -167,7 +168,7 @@ class MCVD(VideoMethod):
 
     def default_known(self, batch: int = 1) -> Tensor:
         """Prediction: the past block known, the rest unknown."""
-        return tasks.predict(self.window, self.mcfg.past, batch).to(self.device)
+        return tasks.predict(self.window, self.model_cfg.past, batch).to(self.device)
 
     def supported_known(self, known: Tensor) -> str | None:
         """``None`` when MCVD can fill ``known`` ``(B, T)`` in one call, else the reason.
@@ -175,7 +176,7 @@ class MCVD(VideoMethod):
         Supported: ``T == past + current + future``; in each row the past block all known or
         all unknown, the future block likewise, the current block all unknown.
         """
-        m = self.mcfg
+        m = self.model_cfg
         if known.dim() != 2 or known.shape[1] != self.window:
             return (
                 f"MCVD takes windows of past + current + future = {m.past} + {m.current} + "
@@ -200,56 +201,32 @@ class MCVD(VideoMethod):
                 )
         return None
 
-    @torch.no_grad()
-    def generate(
-        self,
-        video: Tensor,
-        known: Tensor,
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        temperature: float | None = None,
-        guidance: float | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Generate the current block of ``video`` ``(B, T, C, H, W)`` in [-1, 1].
+    def _generate(self, video: Tensor, known: Tensor, opts: SampleOptions) -> Tensor:
+        """Generate the current block; a known past / future block conditions it, an unknown one
+        is dropped (zeros), as in masked training: past unknown + future unknown =
+        unconditional generation, past known = prediction, both known = interpolation.
 
-        ``known`` ``(B, T)`` must be a pattern ``supported_known`` accepts (else ValueError with
-        the reason). A known past / future block conditions the generation; an unknown one is
-        dropped (zeros), as in masked training: past unknown + future unknown = unconditional
-        generation, past known = prediction, both known = interpolation.
-
-        Returns ``(B, T, C, H, W)``: the current block generated; every other frame comes back
-        exactly as given in ``video`` - the known ones and also unknown past / future frames,
-        which MCVD does not generate (read only the current block of the result for those).
-        ``temperature`` is not used (diffusion has none); ``guidance`` != 1 mixes in the
-        unconditional prediction (classifier-free guidance, possible thanks to masked training).
+        Every frame outside the current block comes back exactly as given in ``video``: the
+        known ones and also unknown past / future frames, which MCVD does not generate.
+        ``guidance`` != 1 mixes in the unconditional prediction (classifier-free guidance,
+        possible thanks to masked training).
         """
-        reason = self.supported_known(known)
-        if reason is not None:
-            raise ValueError(reason)
-        if video.shape[:2] != known.shape:
-            raise ValueError(
-                f"video {tuple(video.shape)} and known {tuple(known.shape)} disagree on (B, T)"
-            )
-        s = self.cfg.sample
-        known = known.to(video.device).bool()
         out = self.diffusion.sample(
             self.denoise,
             video,
             known,
-            sampler=sampler or s.sampler,
-            steps=steps or s.steps,
-            guidance=s.guidance if guidance is None else guidance,
-            generator=generator,
+            sampler=opts.sampler,
+            steps=opts.steps,
+            guidance=opts.guidance,
+            generator=opts.generator,
         )
         current = self.masks.current_mask(video.shape[0], device=video.device)
         return torch.where(current[:, :, None, None, None], out, video)
 
-    def _check_window(self, video: Tensor) -> None:
+    def check_video(self, video: Tensor) -> None:
         if video.dim() != 5 or video.shape[1] != self.window:
             raise ValueError(
                 f"MCVD expects clips (B, {self.window}, C, H, W) (past + current + future = "
-                f"{self.mcfg.past} + {self.mcfg.current} + {self.mcfg.future}); got "
+                f"{self.model_cfg.past} + {self.model_cfg.current} + {self.model_cfg.future}); got "
                 f"{tuple(video.shape)}"
             )

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from videogen.config import Config, from_dict
 from videogen.diffusion import VideoDiffusion
-from videogen.methods.base import VideoMethod
+from videogen.methods.base import SampleOptions, VideoMethod
 from videogen.models.unet3d import UNet3D
 from videogen.tasks import RamvidMasks
 
@@ -51,6 +50,7 @@ class Ramvid(VideoMethod):
     attends over all positions)."""
 
     name = "ramvid"
+    title = "RaMViD"
     ModelConfig = RamvidModelConfig
 
     def __init__(self, cfg: Config) -> None:
@@ -79,57 +79,28 @@ class Ramvid(VideoMethod):
         network sees nothing else (``cond`` and ``known`` are unused by design)."""
         return self.unet(x_t, t)
 
-    def _check_video(self, video: Tensor) -> None:
-        c = self.cfg.data.channels
-        if video.dim() != 5 or video.shape[2] != c:
-            raise ValueError(
-                f"RaMViD expects video of shape (B, T, {c}, H, W) in [-1, 1], "
-                f"got {tuple(video.shape)}"
-            )
-
     def loss(self, video: Tensor) -> dict[str, Tensor]:
         """Denoising loss on the unknown frames of ``video`` ``(B, T, C, H, W)`` in [-1, 1].
 
         Also returns ``known_frames``, the mean number of known frames per clip.
         """
-        self._check_video(video)
+        self._check_clips(video)
         b, t = video.shape[:2]
         # Drawn on the CPU; a non-blocking copy keeps the host from waiting on the GPU.
         known = self.masks(b, t).to(video.device, non_blocking=True)
         out = self.diffusion.loss(self.denoise, video, known)
         return {"loss": out["loss"], "known_frames": known.float().sum(1).mean()}
 
-    @torch.no_grad()
-    def generate(
-        self,
-        video: Tensor,
-        known: Tensor,
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        temperature: float | None = None,
-        guidance: float | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Fill the frames of ``video`` ``(B, T, C, H, W)`` where ``known`` ``(B, T)`` is False.
-
-        Known frames come back bit-exact. ``temperature`` has no meaning for this Gaussian
-        process and is ignored; the other options default to the config's ``sample`` section.
-        """
-        self._check_video(video)
-        if known.shape != video.shape[:2]:
-            raise ValueError(
-                f"known mask has shape {tuple(known.shape)}; it must be (B, T) = "
-                f"{tuple(video.shape[:2])} to match the video"
-            )
-        s = self.cfg.sample
+    def _generate(self, video: Tensor, known: Tensor, opts: SampleOptions) -> Tensor:
+        """Any pattern of unknown frames in a clip of any length (``temperature`` has no
+        meaning for this Gaussian process)."""
         return self.diffusion.sample(
             self.denoise,
             video,
-            known.to(device=video.device, dtype=torch.bool),
-            sampler=sampler or s.sampler,
-            steps=steps or s.steps,
-            guidance=s.guidance if guidance is None else guidance,
-            generator=generator,
+            known,
+            sampler=opts.sampler,
+            steps=opts.steps,
+            guidance=opts.guidance,
+            generator=opts.generator,
             clip_denoised=self.model_cfg.clip_denoised,
         )

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from videogen.config import Config, ConfigError, from_dict
 from videogen.cuda_graphs import CudaGraphed
-from videogen.methods.base import VideoMethod
+from videogen.methods.base import SampleOptions, VideoMethod
 from videogen.models.videoflow_glow import Glow, data_init, from_flow, refresh_folds, to_flow
 from videogen.models.videoflow_prior import LevelPrior, gaussian_log_prob
 
@@ -103,7 +103,9 @@ class VideoFlow(VideoMethod):
     """Glow per frame + causal latent dynamics prior; exact bits per pixel."""
 
     name = "videoflow"
+    title = "VideoFlow"
     ModelConfig = VideoFlowConfig
+    sample_options = frozenset({"temperature"})
     any_length = True  # the causal prior conditions on the last frames at any length
     ddp_find_unused = True  # marginal priors get no gradient when context covers them
 
@@ -145,7 +147,7 @@ class VideoFlow(VideoMethod):
 
     # ------------------------------------------------------------------ likelihood
 
-    def _check_video(self, video: Tensor) -> None:
+    def check_video(self, video: Tensor) -> None:
         d = self.cfg.data
         expected = (d.channels, d.size, d.size)
         if video.dim() != 5 or tuple(video.shape[2:]) != expected:
@@ -170,7 +172,7 @@ class VideoFlow(VideoMethod):
         frames before it: ``-log2 p(x_t | x_<t) / (C H W)`` with uniform dequantisation noise
         (an upper bound on the discrete bits; the paper's metric). ``first`` defaults to
         ``context_frames`` (0 with ``score_context``)."""
-        self._check_video(video)
+        self.check_video(video)
         b, t = video.shape[:2]
         first = self._first_scored(t) if first is None else first
         if not 0 <= first < t:
@@ -253,23 +255,11 @@ class VideoFlow(VideoMethod):
             return "VideoFlow needs the same number of known frames in every row of the batch"
         return None
 
-    @torch.no_grad()
-    def generate(
-        self,
-        video: Tensor,
-        known: Tensor,
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        temperature: float | None = None,
-        guidance: float | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
+    def _generate(self, video: Tensor, known: Tensor, opts: SampleOptions) -> Tensor:
         """Sample every frame after the known prefix, one frame at a time, for any clip length.
 
         ``temperature`` (default ``sample.temperature``) multiplies every prior's standard
-        deviation; 0 gives the deterministic mode path. ``steps``, ``sampler`` and ``guidance``
-        do not apply to a flow and are ignored. Known frames come back exactly; generated
+        deviation; 0 gives the deterministic mode path. Known frames come back exactly; generated
         frames lie on the ``n_bits`` grid in ``[-1, 1]``.
 
         On CUDA each frame's step is replayed from CUDA graphs (``graph_sampler``) unless
@@ -281,15 +271,11 @@ class VideoFlow(VideoMethod):
         full history: with ``context_frames >= cond_frames`` (both paper configs) give at
         least ``cond_frames`` known frames, or train with ``score_context``.
         """
-        self._check_video(video)
-        reason = self.supported_known(known)
-        if reason is not None:
-            raise ValueError(reason)
         b, t = video.shape[:2]
         k = int(known[0].sum())
         if k == t:
             return video.clone()
-        temperature = self.cfg.sample.temperature if temperature is None else float(temperature)
+        temperature = opts.temperature
         n = self.model_cfg.cond_frames
         if self._fast_frame is None and self._auto_graphs and video.is_cuda:
             self.graph_sampler()
@@ -301,7 +287,7 @@ class VideoFlow(VideoMethod):
             noise = None
             if temperature != 0:
                 noise = [
-                    _noise(torch.randn, (b, *shape), video, generator)
+                    _noise(torch.randn, (b, *shape), video, opts.generator)
                     for shape in self.latent_shapes
                 ]
             full = history[0].shape[1] == n

@@ -32,7 +32,7 @@ from torch import Tensor
 from videogen.config import Config, ConfigError, from_dict
 from videogen.diffusion import Denoiser, VideoDiffusion
 from videogen.diffusion.decomposed import DecomposedNoise, key_frame
-from videogen.methods.base import VideoMethod
+from videogen.methods.base import SampleOptions, VideoMethod
 from videogen.models.videofusion import (
     DEFAULT_BASE,
     ResidualUNet,
@@ -60,13 +60,14 @@ class VideoFusionModelConfig:
     Base generator: ``base`` holds ``diffusers.UNet2DModel`` settings (block_out_channels,
     layers_per_block, down/up_block_types, attention_head_dim, ...; channels and size come from
     the data section); ``base_pretrained`` a local ``UNet2DModel`` folder to start from instead.
-    Once loaded, the method rewrites the config to the folder's architecture with
-    ``base_pretrained: null`` and ``base_loaded_from: <folder>`` so that an export reloads
-    without the folder. ``base_class_cond``: the base U-Net gets the class label through its
-    class embedding (the paper does not say how its class-conditional model conditions the base
-    generator; with ``key_lambda`` 1 the key frame comes from the base generator alone, so it
-    needs the label). ``stop_base_grad``: gradients reach the base generator through the key
-    frame only (the paper's choice).
+    ``build_method`` reads it once, before a run writes its config, and records the folder's
+    architecture with ``base_pretrained: null`` and ``base_loaded_from: <folder>``, so that the
+    run folder and the export agree and an export reloads without the folder.
+    ``base_class_cond``: the base U-Net gets the class label through its class embedding (the
+    paper does not say how its class-conditional model conditions the base generator; with
+    ``key_lambda`` 1 the key frame comes from the base generator alone, so it needs the label).
+    ``stop_base_grad``: gradients reach the base generator through the key frame only (the
+    paper's choice).
 
     Residual generator (our layout, the paper gives none): an improved-diffusion style U-Net of
     2D residual blocks with ``channels`` x ``channel_mult`` features, ``num_res_blocks`` per
@@ -101,13 +102,23 @@ class VideoFusionModelConfig:
     max_known: int | None = None
 
 
+def _class_embeds(m: VideoFusionModelConfig) -> int | None:
+    """Class embeddings of the base U-Net: the classes and the null label, when it takes them."""
+    return m.num_classes + 1 if m.num_classes and m.base_class_cond else None
+
+
 class VideoFusion(VideoMethod):
     """Decomposed video diffusion: a base image generator once per clip, a residual space-time
     generator for all frames. ``loss(video, labels=None)``, ``generate(video, known, ...,
     labels=None)``, ``generate_long(frames, ...)``."""
 
     name = "videofusion"
+    title = "VideoFusion"
     ModelConfig = VideoFusionModelConfig
+
+    @property
+    def num_classes(self) -> int:
+        return self.model_cfg.num_classes
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
@@ -124,28 +135,13 @@ class VideoFusion(VideoMethod):
             lambdas = self.noise.lambdas(data.frames)
         except ValueError as err:
             raise ConfigError(f"model.lam / model.key_lambda / model.lambdas: {err}") from err
-        class_embeds = m.num_classes + 1 if m.num_classes and m.base_class_cond else None
+        if m.base_pretrained:
+            raise ConfigError(
+                "model.base_pretrained is read by videogen.registry.build_method (it loads the "
+                "folder once and records its architecture); build VideoFusion with build_method"
+            )
         try:
-            if m.base_pretrained:
-                base = load_base_unet(
-                    m.base_pretrained,
-                    channels=data.channels,
-                    size=data.size,
-                    num_class_embeds=class_embeds,
-                )
-                # The export carries the base weights; record the architecture, drop the path.
-                cfg.model.update(
-                    base={
-                        k: list(v) if isinstance(v, tuple) else v
-                        for k, v in base_architecture(base).items()
-                    },
-                    base_pretrained=None,
-                    base_loaded_from=str(Path(m.base_pretrained)),
-                )
-            else:
-                base = build_base_unet(
-                    m.base, channels=data.channels, size=data.size, num_class_embeds=class_embeds
-                )
+            base = self._build_base(m, cfg)
         except ValueError as err:
             raise ConfigError(str(err)) from err
         residual = ResidualUNet(
@@ -166,12 +162,48 @@ class VideoFusion(VideoMethod):
             residual,
             lambdas,
             stop_base_grad=m.stop_base_grad,
-            base_class_cond=class_embeds is not None,
+            base_class_cond=_class_embeds(m) is not None,
         )
         # The network sees every frame noisy (the key frame must be, for the base generator);
         # known frames arrive clean through ``cond``.
         self.diffusion = VideoDiffusion(cfg.diffusion, known_in_input=False, noise_fn=self.noise)
         self.masks = RamvidMasks(m.p_uncond, m.max_known) if m.cond_frames else None
+
+    @staticmethod
+    def _build_base(m: VideoFusionModelConfig, cfg: Config):
+        """The base U-Net from ``model.base``. With a pretrained base its random start is
+        replaced by the loaded weights, so it draws from a forked RNG: the residual generator
+        starts from the same weights as when the base was loaded in place."""
+        data = cfg.data
+        with torch.random.fork_rng(enabled=m.base_loaded_from is not None, devices=[]):
+            return build_base_unet(
+                m.base, channels=data.channels, size=data.size, num_class_embeds=_class_embeds(m)
+            )
+
+    @classmethod
+    def resolve_submodels(cls, cfg: Config) -> tuple[Config, dict[str, Tensor]]:
+        """``model.base_pretrained`` (a diffusers ``UNet2DModel`` folder): its architecture goes
+        into ``model.base``, the path into ``model.base_loaded_from``, its weights into the
+        base generator; an export then needs no other file."""
+        m: VideoFusionModelConfig = from_dict(VideoFusionModelConfig, cfg.model, "model")
+        if not m.base_pretrained:
+            return cfg, {}
+        try:
+            unet = load_base_unet(
+                m.base_pretrained,
+                channels=cfg.data.channels,
+                size=cfg.data.size,
+                num_class_embeds=_class_embeds(m),
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        arch = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in base_architecture(unet).items()
+        }
+        resolved = cls.with_model(
+            cfg, base=arch, base_pretrained=None, base_loaded_from=str(Path(m.base_pretrained))
+        )
+        return resolved, {f"net.base.{k}": v for k, v in unet.state_dict().items()}
 
     # ------------------------------------------------------------------ the denoiser
 
@@ -219,7 +251,7 @@ class VideoFusion(VideoMethod):
 
     # ------------------------------------------------------------------ training
 
-    def _check_video(self, video: Tensor) -> None:
+    def check_video(self, video: Tensor) -> None:
         c, frames = self.cfg.data.channels, self.window
         if video.dim() != 5 or video.shape[2] != c or video.shape[1] != frames:
             raise ValueError(
@@ -247,7 +279,7 @@ class VideoFusion(VideoMethod):
         (dropped to the null label with probability ``p_drop_label``). Returns ``loss`` and,
         with ``cond_frames``, ``known_frames`` (mean number of known frames per clip).
         """
-        self._check_video(video)
+        self.check_video(video)
         b, frames = video.shape[:2]
         if self.masks is not None:
             # drawn on the CPU; a non-blocking copy keeps the host from waiting on the GPU
@@ -285,83 +317,34 @@ class VideoFusion(VideoMethod):
             return super().default_known(batch)
         return torch.zeros(batch, self.window, dtype=torch.bool, device=self.device)
 
-    def _sample_labels(self, labels: Tensor | None, batch: int, device: torch.device):
-        n = self.model_cfg.num_classes
-        if labels is None:
-            return torch.full((batch,), n, dtype=torch.long, device=device) if n else None
-        if not n:
-            raise ValueError(
-                "labels given to an unconditional VideoFusion model (model.num_classes: 0)"
-            )
-        labels = torch.as_tensor(labels, device=device).long().reshape(-1)
-        if labels.shape[0] != batch:
-            raise ValueError(f"{labels.shape[0]} labels for a batch of {batch} clips")
-        if bool((labels < 0).any() | (labels >= n).any()):
-            raise ValueError(f"class labels must lie in [0, {n}), got {labels.tolist()}")
-        return labels
-
     def _sample(
-        self,
-        diffusion: VideoDiffusion,
-        video: Tensor,
-        known: Tensor,
-        labels: Tensor | None,
-        steps: int | None,
-        sampler: str | None,
-        guidance: float | None,
-        generator: torch.Generator | None,
+        self, diffusion: VideoDiffusion, video: Tensor, known: Tensor, opts: SampleOptions
     ) -> Tensor:
-        s = self.cfg.sample
-        scale = s.guidance if guidance is None else guidance
-        y = self._sample_labels(labels, video.shape[0], video.device)
-        class_guided = labels is not None
+        n = self.model_cfg.num_classes
+        class_guided = opts.labels is not None
+        y = opts.labels
+        if y is None and n:
+            y = torch.full((video.shape[0],), n, dtype=torch.long, device=video.device)
         # Without labels, guidance is the engine's: against the branch with nothing known.
-        engine_guidance = scale if self.model_cfg.cond_frames and not class_guided else 1.0
+        engine_guidance = opts.guidance if self.model_cfg.cond_frames and not class_guided else 1.0
         diffusion.alphas_cumprod = self.diffusion.schedule(video.device)
         return diffusion.sample(
-            self.denoiser(y, scale if class_guided else 1.0),
+            self.denoiser(y, opts.guidance if class_guided else 1.0),
             video,
             known,
-            sampler=sampler or s.sampler,
-            steps=steps or s.steps,
+            sampler=opts.sampler,
+            steps=opts.steps,
             guidance=engine_guidance,
-            generator=generator,
+            generator=opts.generator,
         )
 
-    @torch.no_grad()
-    def generate(
-        self,
-        video: Tensor,
-        known: Tensor,
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        temperature: float | None = None,
-        guidance: float | None = None,
-        generator: torch.Generator | None = None,
-        labels: Tensor | None = None,
-    ) -> Tensor:
-        """Fill the frames of ``video`` ``(B, T, C, H, W)`` where ``known`` ``(B, T)`` is False.
-
-        Known frames come back bit-exact (they need ``cond_frames``). ``labels`` ``(B,)`` picks
-        classes of a class-conditional model (none: the null label, unconditional); with labels,
+    def _generate(self, video: Tensor, known: Tensor, opts: SampleOptions) -> Tensor:
+        """Known frames come back bit-exact (they need ``cond_frames``). Without ``labels`` a
+        class-conditional model samples the null label (unconditional); with labels,
         ``guidance`` is classifier-free guidance on the class, otherwise guidance against the
-        nothing-known branch. ``temperature`` has no meaning here and is ignored. Each sampler
-        step calls the base generator once per clip and the residual generator once.
-        """
-        self._check_video(video)
-        if known.shape != video.shape[:2]:
-            raise ValueError(
-                f"known mask has shape {tuple(known.shape)}; it must be (B, T) = "
-                f"{tuple(video.shape[:2])} to match the video"
-            )
-        reason = self.supported_known(known)
-        if reason:
-            raise ValueError(reason)
-        known = known.to(device=video.device, dtype=torch.bool)
-        return self._sample(
-            self.diffusion, video, known, labels, steps, sampler, guidance, generator
-        )
+        nothing-known branch. Each sampler step calls the base generator once per clip and the
+        residual generator once."""
+        return self._sample(self.diffusion, video, known, opts)
 
     @torch.no_grad()
     def generate_long(
@@ -395,6 +378,15 @@ class VideoFusion(VideoMethod):
         if frames < 1:
             raise ValueError(f"frames must be positive, got {frames}")
         device = self.device
+        opts = self.resolve_options(
+            batch,
+            device,
+            steps=steps,
+            sampler=sampler,
+            guidance=guidance,
+            generator=generator,
+            labels=labels,
+        )
         gen_device = generator.device if generator is not None else device
         base_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=gen_device))
         out = torch.zeros(batch, frames, c, size, size, device=device)
@@ -411,7 +403,7 @@ class VideoFusion(VideoMethod):
                 known_in_input=False,
                 noise_fn=self.noise.with_base_seed(base_seed),
             )
-            clip = self._sample(diffusion, clip, known, labels, steps, sampler, guidance, generator)
+            clip = self._sample(diffusion, clip, known, opts)
             n = min(window, frames - start)
             out[:, start : start + n] = clip[:, :n]
             if start + window >= frames:

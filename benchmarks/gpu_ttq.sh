@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Time to quality on one GPU (BENCHMARKS.md, "time to quality"): the paper and fast recipes
+# train side by side for MIN minutes with `videogen train` (snapshots of the EMA weights on the
+# clock), then every snapshot is scored on the same test clips and the curves are drawn.
+#
+#   bash benchmarks/gpu_ttq.sh start MIN [RUN...]   # launch the trainings detached
+#   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
+#
+# RUN: mcvd-paper mcvd-v mcvd-fast ramvid-paper ramvid-fast (default: all). All runs share the
+# GPU, so a minute here is a minute of a shared GPU, the same for every run compared.
+# Environment: EXTRA (overrides for every training), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
+# clips of the curves, of the final scores and of the sampler comparison: 128 / 256 / 64),
+# EVAL_ARGS (appended to every evaluation, e.g. "--steps 2" for a quick check on a CPU).
+set -u
+what=${1:-}
+shift || true
+if [[ $what == start ]]; then
+  minutes=${1:?usage: $0 start MIN [RUN...]}
+  shift
+fi
+clips=${CLIPS:-128}
+final_clips=${FINAL_CLIPS:-256}
+sampler_clips=${SAMPLER_CLIPS:-64}
+logs=runs/ttq
+keep=${OUT:-ttq-out}
+mkdir -p "$logs" "$keep"
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+ttq="python3 benchmarks/time_to_quality.py"
+common="data.num_workers=2 train.log_every=100 train.sample_every=0 train.ckpt_every=1000000"
+compiled="train.channels_last=true train.compile=true train.compile_mode=reduce-overhead"
+
+config_of() {  # the config and overrides of a run
+  case $1 in
+    mcvd-paper) echo "configs/mcvd/smmnist.yaml $compiled" ;;
+    mcvd-v) echo "configs/mcvd/smmnist.yaml diffusion.prediction=v $compiled" ;;
+    mcvd-fast) echo "configs/mcvd/smmnist_fast.yaml $compiled" ;;
+    ramvid-paper) echo "configs/ramvid/tiny.yaml" ;;
+    ramvid-fast) echo "configs/ramvid/tiny_fast.yaml" ;;
+    *) echo "unknown run $1" >&2 && exit 2 ;;
+  esac
+}
+measure_of() {  # the measures and test clip length of a run
+  case $1 in
+    mcvd-*) echo "--measure predict:known=5 --frames 15 --sampler dpm++ --steps 25" ;;
+    ramvid-*) echo "--measure predict:known=4 --measure infill:first=2" ;;
+  esac
+}
+runs=${*:-mcvd-paper mcvd-v mcvd-fast ramvid-paper ramvid-fast}
+
+start() {
+  local points
+  points=$(python3 -c "m=$minutes; print([round(m * f, 2) for f in (1/6, 1/3, 2/3)])")
+  for name in $runs; do
+    read -r -a cfg <<<"$(config_of "$name")"
+    setsid nohup python3 -m videogen train "${cfg[@]}" "train.out=$logs/$name" \
+      "train.max_minutes=$minutes" "train.snapshot_minutes=$points" $common ${EXTRA:-} --quiet \
+      >"$logs/train_$name.log" 2>&1 </dev/null &
+    echo $! >"$logs/$name.pid"
+    echo "started $name (pid $!): ${cfg[*]}"
+  done
+}
+await() {
+  local pid
+  pid=$(cat "$logs/$1.pid")
+  while kill -0 "$pid" 2>/dev/null; do sleep 5; done
+  echo "== $1: $(grep -c . "$logs/$1/metrics.jsonl") log rows; $(tail -n 1 "$logs/$1/metrics.jsonl")"
+}
+evaluate() {
+  for name in $runs; do await "$name"; done
+  # the curves: every snapshot, 128 test clips, best of 5 (all runs at once: eager sampling
+  # leaves the GPU idle between launches)
+  for name in $runs; do
+    read -r -a m <<<"$(measure_of "$name")"
+    $ttq eval "$logs/$name" "${m[@]}" --clips "$clips" --best-of 5 --batch-size 128 \
+      ${EVAL_ARGS:-} >"$logs/eval_$name.log" 2>&1 &
+  done
+  wait
+  for name in $runs; do tail -n 12 "$logs/eval_$name.log"; done
+  local mcvd ramvid
+  mcvd=$(for r in $runs; do [[ $r == mcvd-* ]] && echo "$logs/$r"; done)
+  ramvid=$(for r in $runs; do [[ $r == ramvid-* ]] && echo "$logs/$r"; done)
+  [[ -n $mcvd ]] && $ttq plot $mcvd -o "$keep/ttq_mcvd.png" | tee "$logs/ttq_mcvd.md"
+  [[ -n $ramvid ]] && $ttq plot $ramvid -o "$keep/ttq_ramvid.png" | tee "$logs/ttq_ramvid.md"
+  # the targets' protocol on the final models: 256 clips, best of 10; the sampler step counts
+  # on 64 clips
+  local q="python3 benchmarks/quality.py"
+  for name in $runs; do
+    case $name in
+      mcvd-fast)
+        (
+          $q "$logs/$name" --frames 15 --task predict:known=5 --best-of 10 --clips "$final_clips" \
+            --batch-size 128 --sampler dpm++ --steps 25 --out "$logs/q_$name" ${EVAL_ARGS:-}
+          for s in ddpm:100 dpm++:10 unipc:10; do
+            $q "$logs/$name" --frames 15 --task predict:known=5 --best-of 10 \
+              --clips "$sampler_clips" --batch-size 128 --sampler "${s%:*}" --steps "${s#*:}" \
+              --out "$logs/q_${name}_${s%:*}${s#*:}" ${EVAL_ARGS:-}
+          done
+        ) >"$logs/final_$name.log" 2>&1 &
+        ;;
+      mcvd-*) ;;
+      ramvid-*)
+        $q "$logs/$name" --task predict:known=4 --task infill:first=2 --best-of 10 \
+          --clips "$final_clips" --batch-size 128 --out "$logs/q_$name" ${EVAL_ARGS:-} \
+          >"$logs/final_$name.log" 2>&1 &
+        ;;
+    esac
+  done
+  wait
+  for name in $runs; do [[ -f $logs/final_$name.log ]] && grep "^|\|^run" "$logs/final_$name.log"; done
+  for name in mcvd-paper mcvd-fast; do
+    [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task predict \
+      --known 5 --frames 15 --clips 3 --samples 2 --sampler dpm++ --steps 25 \
+      -o "$keep/${name}.gif" --quiet
+  done
+  [[ " $runs " == *" ramvid-fast "* ]] && python3 -m videogen sample "$logs/ramvid-fast" \
+    --task infill --known 2 --clips 3 --samples 2 -o "$keep/ramvid-fast-infill.gif" --quiet
+  tar czf "$keep/ttq.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.gif' \
+    --exclude='*.html' "$logs"
+  ls -la "$keep"
+}
+case $what in
+  start) start ;;
+  eval) evaluate ;;
+  *) echo "usage: $0 start MIN [RUN...] | eval [RUN...]" >&2 && exit 2 ;;
+esac
