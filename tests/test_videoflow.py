@@ -261,6 +261,48 @@ def test_log_scale_bound_limits_every_prior_scale() -> None:
     assert log_scale.abs().max() > 0.4  # reached: the bound, not the network, limits it
 
 
+def _perturbed_pair(**model: Any) -> tuple[VideoFlow, VideoFlow]:
+    """The same initialised tiny model twice, with and without ``model``, weights perturbed."""
+    torch.manual_seed(0)
+    plain = initialised(tiny(), moving_squares())
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn(p.shape) * 0.3)
+    other = tiny(**model)
+    other.load_state_dict(plain.state_dict())
+    return plain, other.eval()
+
+
+def test_per_channel_scale_is_the_spatial_mean_of_the_element_scale() -> None:
+    plain, per_channel = _perturbed_pair(prior_scale_per_channel=True)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for level, shape in enumerate(plain.latent_shapes):
+            history = torch.randn(2, 2, *shape)
+            context = None if level == len(plain.latent_shapes) - 1 else torch.randn(2, *shape)
+            mean_a, log_a = plain.priors[level].dynamics(
+                history, None if context is None else plain.priors[level].marginal(context)
+            )
+            mean_b, log_b = per_channel.priors[level](history, context, 2)
+            expected = 10.0 * torch.tanh(log_a.mean((2, 3), keepdim=True) / 10.0)
+            # the mean is untouched: the network's plus z_{t-1} (latent_skip, the default)
+            torch.testing.assert_close(mean_b, mean_a + history[:, -1])
+            torch.testing.assert_close(log_b, expected.expand_as(log_b))
+            assert log_a.std((2, 3)).min() > 0  # the element-wise scale did vary over space
+
+
+def test_latent_skip_prior_starts_at_the_previous_latent() -> None:
+    torch.manual_seed(0)
+    method = initialised(tiny(latent_skip=True), moving_squares())
+    with torch.no_grad():
+        for level, shape in enumerate(method.latent_shapes):
+            history = torch.randn(2, 2, *shape)
+            context = None if level == len(method.latent_shapes) - 1 else torch.randn(2, *shape)
+            mean, log_scale = method.priors[level](history, context, 2)
+            assert torch.equal(mean, history[:, -1])  # zero-initialised outputs: exactly z_{t-1}
+            assert torch.equal(log_scale, torch.zeros_like(log_scale))  # and unit scale
+
+
 @pytest.mark.parametrize(
     ("name", "params", "known", "frames"),
     [("bair", 67_457_276, 3, 13), ("stochastic_shapes", 67_984_804, 1, 3)],

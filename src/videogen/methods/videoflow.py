@@ -59,6 +59,11 @@ class VideoFlowConfig:
     # priors' log-scales are soft-clamped to +- this (the official code leaves them unbounded;
     # 10 lies far above the log-scales of about 5 that the runs here reached)
     log_scale_bound: float = 10.0
+    # not in the paper: the dynamics priors' log-scale averaged over space, one per channel
+    # and clip. With the paper's per-element scale (false) the tiny models here learnt to put
+    # the moving shape into the scale and kept the mean at zero, so samples near the mean lost
+    # the shape; with it the mean carries the motion (BENCHMARKS.md, VideoFlow session 6)
+    prior_scale_per_channel: bool = False
     context_frames: int = 3  # [video_num_input_frames] leading frames not scored by the loss
     train_frames: int | None = None  # [num_train_frames] random sub-clip per step; null = all
     score_context: bool = False  # [model_input] also score the leading context frames
@@ -130,6 +135,7 @@ class VideoFlow(VideoMethod):
                 dilations=m.prior_dilations,
                 latent_skip=m.latent_skip,
                 log_scale_bound=m.log_scale_bound,
+                scale_per_channel=m.prior_scale_per_channel,
             )
             for level, shape in enumerate(self.latent_shapes)
         )

@@ -24,6 +24,9 @@ The dynamics network (``prior``):
 
 With ``latent_skip`` the network predicts a change: mean = ``z_{t-1}`` + network output. Every
 network starts as the identity/zero map, so a fresh prior is ``N(z_{t-1}, 1)`` or ``N(0, 1)``.
+With ``scale_per_channel`` (not in the paper) a dynamics prior's log-scale is the spatial mean
+of the network's, one scale per channel and clip: the scale can no longer grow just where the
+shape lands, so the mean has to carry the motion (BENCHMARKS.md, VideoFlow session 6).
 Log-scales are soft-clamped to ``+-b`` (``b * tanh(s / b)``, ``b`` = ``LOG_SCALE_BOUND`` unless
 given): no overflow, and the gradient never vanishes as a hard clamp's would.
 """
@@ -200,6 +203,7 @@ class LevelPrior(nn.Module):
         dilations: list[int],
         latent_skip: bool,
         log_scale_bound: float = LOG_SCALE_BOUND,
+        scale_per_channel: bool = False,
     ) -> None:
         super().__init__()
         self.split = split
@@ -226,6 +230,7 @@ class LevelPrior(nn.Module):
         # pointwise already starts as z_{t-1}: a skip would double it
         self.latent_skip = latent_skip and kind != "pointwise"
         self.log_scale_bound = log_scale_bound
+        self.scale_per_channel = scale_per_channel
 
     def forward(
         self, history: Tensor | None, context: Tensor | None, batch: int
@@ -251,4 +256,8 @@ class LevelPrior(nn.Module):
             mean, log_scale = self.dynamics(history, marginal)
             if self.latent_skip:
                 mean = mean + wide(history[:, -1])
+            if self.scale_per_channel:
+                # a per-element scale absorbs what the mean fails to predict, and 1/scale^2
+                # then starves the mean's gradient there; one scale per channel cannot
+                log_scale = log_scale.mean((2, 3), keepdim=True).expand_as(log_scale)
         return mean, soft_clamp(log_scale, self.log_scale_bound)
