@@ -30,6 +30,33 @@ def parse_task(text: str) -> tuple[str, dict[str, int]]:
     return name, kwargs
 
 
+def ssim_psnr(method, data, args, task: str, kwargs: dict[str, int], best_of: int, out_dir, name):
+    """Best-of-``best_of`` SSIM and PSNR of ``method`` on ``args.clips`` seeded test clips of
+    ``data`` (``evaluate_run``, bf16 autocast on CUDA); ``args`` holds ``clips``,
+    ``batch_size``, ``seed``, ``sampler``, ``steps``, ``device`` and optionally ``temperature``."""
+    clips = build_dataset(data, "test", seed=args.seed, length=args.clips)
+    with torch.autocast("cuda", torch.bfloat16, enabled=args.device.startswith("cuda")):
+        result = evaluate_run(
+            method,
+            clips,
+            task=task,
+            task_kwargs=kwargs,
+            metrics=["ssim", "psnr"],
+            best_of=best_of,
+            num_clips=args.clips,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            sampler=args.sampler,
+            steps=args.steps,
+            temperature=getattr(args, "temperature", None),
+            device=args.device,
+            out_dir=out_dir,
+            run_name=name,
+        )
+    m = result["metrics"]
+    return {"ssim": m["ssim"]["value"], "psnr": m["psnr"]["value"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run")
@@ -55,27 +82,9 @@ def main() -> None:
             ("copy last known", CopyBaseline(nearest=False), 1),
             ("copy nearest known", CopyBaseline(nearest=True), 1),
         ):
-            clips = build_dataset(data, "test", seed=args.seed, length=args.clips)
             out_dir = Path(args.out) / task / who.replace(" ", "_")
-            with torch.autocast("cuda", torch.bfloat16, enabled=args.device.startswith("cuda")):
-                result = evaluate_run(
-                    model,
-                    clips,
-                    task=task,
-                    task_kwargs=kwargs,
-                    metrics=["ssim", "psnr"],
-                    best_of=k,
-                    num_clips=args.clips,
-                    batch_size=args.batch_size,
-                    seed=args.seed,
-                    sampler=args.sampler,
-                    steps=args.steps,
-                    device=args.device,
-                    out_dir=out_dir,
-                    run_name=f"{args.run} ({who})",
-                )
-            m = result["metrics"]
-            rows.append((text, who, k, m["ssim"]["value"], m["psnr"]["value"]))
+            m = ssim_psnr(model, data, args, task, kwargs, k, out_dir, f"{args.run} ({who})")
+            rows.append((text, who, k, m["ssim"], m["psnr"]))
     print(
         f"run {args.run}: {args.clips} test clips of {data.frames} frames, "
         f"sampler {args.sampler or method.cfg.sample.sampler} x "

@@ -36,24 +36,22 @@ from typing import Any
 
 import torch
 from curves import Panel, draw_curves
+from quality import parse_task, ssim_psnr
 
 from videogen.baselines import CopyBaseline
 from videogen.checkpoint import load_pretrained
 from videogen.config import load_config
 from videogen.data import build_dataset, to_model
 from videogen.data.shapes import UNITS
-from videogen.evaluate import evaluate_run
 from videogen.metrics.shapes_motion import shapes_motion
 from videogen.tasks import predict, unconditional
 
 
 def parse_measure(text: str) -> tuple[str, dict[str, int]]:
-    name, _, args = text.partition(":")
     try:
-        kwargs = {k: int(v) for k, v in (a.split("=") for a in args.split(",") if a)}
+        return parse_task(text)
     except ValueError:
         raise SystemExit(f"--measure {text!r}: expected NAME or NAME:key=int,...") from None
-    return name, kwargs
 
 
 def points(run: Path) -> list[tuple[str, Path, dict[str, Any]]]:
@@ -109,33 +107,6 @@ def shapes_score(method, data, args, kwargs: dict[str, int], uncond: bool) -> di
     return shapes_motion(fake, ref, speed_px=speed_px).summary()
 
 
-def frames_score(method, data, args, task: str, kwargs: dict[str, int], out_dir: Path, name):
-    clips = build_dataset(data, "test", seed=args.seed, length=args.clips)
-    best_of = args.best_of if not isinstance(method, CopyBaseline) else 1
-    with torch.autocast("cuda", torch.bfloat16, enabled=args.device.startswith("cuda")):
-        result = evaluate_run(
-            method,
-            clips,
-            task=task,
-            task_kwargs=kwargs,
-            metrics=["ssim", "psnr"],
-            best_of=best_of,
-            num_clips=args.clips,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            sampler=args.sampler,
-            steps=args.steps,
-            temperature=args.temperature,
-            device=args.device,
-            out_dir=out_dir,
-            run_name=name,
-            gif_videos=4,
-            gif_samples=2,
-        )
-    m = result["metrics"]
-    return {"ssim": m["ssim"]["value"], "psnr": m["psnr"]["value"]}
-
-
 def score(method, data, args, out_dir: Path, name: str) -> dict[str, dict[str, float]]:
     scores = {}
     for text in args.measure:
@@ -146,7 +117,10 @@ def score(method, data, args, out_dir: Path, name: str) -> dict[str, dict[str, f
             s = shapes_score(method, data, args, kwargs, uncond=measure == "shapes-uncond")
             scores[text] = {"all": s["all"], **{k: s[k] for k in ("motion", "colour", "area")}}
         else:
-            scores[text] = frames_score(method, data, args, measure, kwargs, out_dir / text, name)
+            best_of = 1 if isinstance(method, CopyBaseline) else args.best_of
+            scores[text] = ssim_psnr(
+                method, data, args, measure, kwargs, best_of, out_dir / text, name
+            )
     return scores
 
 
