@@ -123,7 +123,8 @@ def video_info(path: str | Path, *, count_frames: bool = False) -> dict:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             frames = None if count_frames else _header_frames(path, stream)
-            first = next(iter(container.decode(stream)), None)
+            with _reading(path, "its first frame does not decode: a truncated or damaged file"):
+                first = next(iter(container.decode(stream)), None)
             if first is None:
                 raise VideoError(f"{path}: no frame of the video stream decodes")
             height, width = first.height, first.width

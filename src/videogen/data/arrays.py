@@ -69,10 +69,14 @@ def _npz_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 
 
 def _h5_members(handle: Any) -> dict[str, Any]:
+    """Every dataset of an open .h5 file by its path (groups searched)."""
     found: dict[str, Any] = {}
-    handle.visititems(
-        lambda name, obj: found.setdefault(name, obj) if hasattr(obj, "shape") else None
-    )
+
+    def visit(name: str, obj: Any) -> None:  # a value other than None would stop the visit
+        if hasattr(obj, "shape"):
+            found[name] = obj
+
+    handle.visititems(visit)
     return found
 
 
