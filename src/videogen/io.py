@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import tempfile
+import tokenize
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -87,9 +88,17 @@ def _open(path: Path) -> av.container.InputContainer:
 
 
 def _count_packets(container: av.container.InputContainer) -> int:
-    """Frames of the first video stream, counted by demuxing (no decoding)."""
+    """Frames of the first video stream, counted by demuxing (no decoding). Damage part way
+    ends the count there: the frames before it are the ones a reader gets."""
     stream = container.streams.video[0]
-    return sum(1 for packet in container.demux(stream) if packet.size > 0)
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            count += packet.size > 0
+    except AV_ERRORS:
+        if not count:
+            raise
+    return count
 
 
 def _header_frames(path: Path, stream: av.VideoStream) -> int | None:
@@ -260,7 +269,8 @@ def read_video(
 def _npy_video(path: Path, mmap: bool) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as err:
+        # numpy parses the header as Python literals: a mangled one raises the tokenizer's errors
         raise VideoError(f"{path}: not a readable .npy array ({err})") from err
     if array.dtype != np.uint8 or array.ndim not in (3, 4) or 0 in array.shape:
         raise VideoError(

@@ -17,7 +17,9 @@ them (.npy as a memory map, .h5 as a dataset), so DataLoader workers never recei
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,9 @@ OPTIONS = {
     "layout": "auto",  # axis names, e.g. NTHW; auto infers only unambiguous cases
     "test_start": "random",
 }
-# what reading an .npz or .h5 file can raise besides OSError / ValueError on damaged bytes
+# What reading a damaged .npy / .npz / .h5 file raises: OSError and ValueError mostly, EOFError
+# and zlib.error from a cut or corrupt archive member, tokenize.TokenError, SyntaxError from
+# numpy parsing a mangled .npy header, KeyError and RuntimeError from h5py.
 _FILE_ERRORS = (
     OSError,
     ValueError,
@@ -44,7 +48,9 @@ _FILE_ERRORS = (
     KeyError,
     RuntimeError,
     SyntaxError,
+    tokenize.TokenError,
     zipfile.BadZipFile,
+    zlib.error,
 )
 _RANGE_SAMPLE = 1 << 22  # values looked at to tell a float array's range
 
