@@ -147,7 +147,6 @@ BOUNDS: dict[str, tuple[Any, str]] = {
     "diffusion.timesteps": _at_least(1),
     "diffusion.beta_start": ((lambda v: 0 < v < 1), "in (0, 1)"),
     "diffusion.beta_end": ((lambda v: 0 < v < 1), "in (0, 1)"),
-    "diffusion.min_snr_gamma": _above(0),
     "train.steps": _at_least(1),
     "train.batch_size": _at_least(1),
     "train.lr": _at_least(0),
@@ -162,7 +161,7 @@ BOUNDS: dict[str, tuple[Any, str]] = {
     "train.sample_every": ((lambda v: v >= 0), ">= 0 (0 = never)"),
     "train.ckpt_every": ((lambda v: v >= 0), ">= 0 (0 = only at the end)"),
     "train.max_minutes": _at_least(0),
-    "train.snapshot_minutes": ((lambda v: all(m > 0 for m in v)), "a list of minutes > 0"),
+    "train.snapshot_minutes": ((lambda v: all(m >= 0 for m in v)), "a list of minutes >= 0"),
     "sample.steps": _at_least(1),
     "sample.temperature": _at_least(0),
 }
