@@ -159,6 +159,28 @@ def test_tnhw_not_named_mnist_test_seq_asks_for_the_layout(tmp_path: Path):
         build_dataset(data_cfg(path, options={"layout": "NTHWC"}))
 
 
+@pytest.mark.parametrize(
+    ("layout", "shape", "to_thwc"),
+    [
+        ("TCHW", (6, 3, 8, 8), lambda a, i: a.transpose(0, 2, 3, 1)),
+        ("thw", (6, 8, 8), lambda a, i: a[..., None]),
+        ("TNHWC", (6, 2, 8, 8, 3), lambda a, i: a[:, i]),
+        ("NTCHW", (2, 6, 3, 8, 8), lambda a, i: a[i].transpose(0, 2, 3, 1)),
+    ],
+)
+def test_any_named_layout_reads_the_right_pixels(tmp_path, layout, shape, to_thwc):
+    array = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    np.save(tmp_path / "a.npy", array)
+    channels = 1 if len(shape) == 3 else 3
+    options = {"layout": layout, "test_start": "first"}
+    test = build_dataset(
+        data_cfg(tmp_path / "a.npy", size=8, channels=channels, options=options), "test"
+    )
+    assert len(test) == (2 if "N" in layout else 1)
+    last = len(test) - 1
+    np.testing.assert_array_equal(test[last].numpy(), to_thwc(array, last)[:4])
+
+
 def test_valid_npz_and_h5_are_readable_in_info(tmp_path: Path):
     videos = np.zeros((3, 8, 16, 16, 3), np.uint8)
     np.savez(tmp_path / "a.npz", videos=videos)

@@ -132,6 +132,9 @@ def video_info(path: str | Path, *, count_frames: bool = False) -> dict:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             frames = None if count_frames else _header_frames(path, stream)
+            # one frame: a frame-threaded decoder would start threads and wait on several packets
+            stream.codec_context.thread_type = "NONE"
+            stream.codec_context.thread_count = 1
             with _reading(path, "its first frame does not decode: a truncated or damaged file"):
                 first = next(iter(container.decode(stream)), None)
             if first is None:

@@ -98,8 +98,8 @@ def _pick_key(path: Path, shapes: dict[str, tuple[int, ...]], key: str | None) -
     if len(shapes) == 1:
         return next(iter(shapes))
     raise DatasetError(
-        f"{path}: holds {listing}; name the videos' array with data.options.key=NAME (or store "
-        f"them under the name {VIDEOS_KEY!r})"
+        f"{path}: holds {listing}; name the videos' array with data.options.key=NAME (--key "
+        f"in videogen data), or store them under the name {VIDEOS_KEY!r}"
     )
 
 
@@ -138,9 +138,9 @@ def open_array(path: Path, key: str | None) -> tuple[Any, Any, str | None]:
 
 def check_layout(path: Path, layout: str, shape: tuple[int, ...]) -> str:
     """``layout`` if it names every axis of ``shape`` once (T, H, W required), else an error."""
-    letters = set(layout)
+    letters = set(layout) if isinstance(layout, str) else set()
     if (
-        not isinstance(layout, str)
+        not letters
         or len(layout) != len(shape)
         or len(letters) != len(layout)
         or not letters <= set("NTHWC")
@@ -181,9 +181,10 @@ def infer_layout(path: Path, shape: tuple[int, ...]) -> str:
         return "THWC"
     readings = _readings(shape)
     hint = f" ({'; '.join(readings)})" if readings else ""
+    choices = ", ".join(r.split(" ")[0] for r in readings) or ", ".join(LAYOUTS)
     raise DatasetError(
         f"{path}: cannot tell the axes of an array of shape {shape}; set data.options.layout "
-        f"to one of {', '.join(r.split(' ')[0] for r in readings) or ', '.join(LAYOUTS)}{hint}"
+        f"(--layout in videogen data) to one of {choices}{hint}"
     )
 
 
@@ -220,10 +221,13 @@ def describe(path: str | Path, key: str | None = None, layout: str = "auto") -> 
     try:
         shape, dtype = tuple(int(d) for d in array.shape), np.dtype(array.dtype)
         if 0 in shape:
-            raise DatasetError(f"{path}: the array {key or ''} of shape {shape} is empty")
-        layout = (
-            infer_layout(path, shape) if layout == "auto" else check_layout(path, layout, shape)
-        )
+            raise DatasetError(f"{path}: the array {key or ''} of shape {shape} holds no videos")
+        if layout == "auto":
+            layout = infer_layout(path, shape)
+        else:  # nthw as NTHW
+            layout = check_layout(
+                path, layout.upper() if isinstance(layout, str) else layout, shape
+            )
         if dtype != np.uint8:
             raise _range_advice(path, array, dtype)
     except _FILE_ERRORS as err:
