@@ -316,3 +316,13 @@ def test_damaged_export_files_are_named(export, tmp_path, capsys):
     assert "config.json: not a valid run config" in capsys.readouterr().err
     good = ["sample", str(export), "--known", "2", "--device", "cpu", "-o", str(tmp_path / "c.gif")]
     assert main(good) == 0  # the intact export still samples
+
+
+def test_sample_input_without_a_decoder(export, no_codec, small_mp4, tmp_path, capsys):
+    out = str(tmp_path / "out" / "s.gif")  # not in the input folder
+    base = ["sample", str(export), "--known", "2", "--device", "cpu", "--quiet", "-o", out]
+    assert main([*base, "--input", str(no_codec)]) == 2
+    assert "nocodec.mp4: no decoder" in capsys.readouterr().err
+    shutil.copy(small_mp4, no_codec.parent / "good.mp4")  # a folder: the bad file is skipped
+    with pytest.warns(SkippedVideoWarning, match="nocodec.mp4"):
+        assert main([*base, "--input", str(no_codec.parent)]) == 0
