@@ -23,10 +23,14 @@ ARRAY_MUTANTS = 72
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:
-    """One damage out of four: a cut, bit flips in the first 4 KiB (the headers of most
-    files), bit flips anywhere, or a zeroed block."""
+    """One damage out of five: a cut, bit flips in the first 4 KiB (the headers of most
+    files), bit flips anywhere, a zeroed block, or (in an mp4) the codec tag renamed, which
+    leaves PyAV a stream without a decoder."""
     out = bytearray(data)
-    kind = int(rng.integers(4))
+    kind = int(rng.integers(5))
+    if kind == 4 and b"avc1" in out:
+        return bytes(out.replace(b"avc1", bytes(rng.integers(97, 123, 4, dtype=np.uint8))))
+    kind %= 4
     if kind == 0:
         return bytes(out[: int(rng.integers(1, len(out)))])
     if kind in (1, 2):
