@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from videogen.config import Config, ConfigError, from_dict, load_config, to_dict
@@ -113,8 +114,15 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load a safetensors state dict, or say plainly that it belongs to another model."""
-    state = load_file(str(path))
+    """Load a safetensors state dict, or say plainly that it is damaged or belongs to another
+    model."""
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(
+            f"{path}: not a readable safetensors file ({err}); it is truncated or damaged: "
+            "export the run again, or load its checkpoint (a run folder)"
+        ) from err
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -183,7 +191,13 @@ def read_config(path: str | Path) -> Config:
     path = Path(path)
     for candidate in (path / CONFIG_NAME, path / "export" / CONFIG_NAME):
         if candidate.is_file():
-            return from_dict(Config, json.loads(candidate.read_text()))
+            try:
+                return from_dict(Config, json.loads(candidate.read_text(encoding="utf-8")))
+            except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, ConfigError
+                raise ConfigError(
+                    f"{candidate}: not a valid run config ({err}); restore it from the run "
+                    "folder's config.yaml or export the run again"
+                ) from err
     if (path / "config.yaml").is_file():
         return load_config(path / "config.yaml")
     raise ConfigError(

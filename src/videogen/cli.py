@@ -119,7 +119,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_data_preview(args: argparse.Namespace) -> None:
     from videogen.data import preview
 
-    out = preview(args.source, args.output, frames=args.frames, count=args.count)
+    out = preview(
+        args.source,
+        args.output,
+        frames=args.frames,
+        count=args.count,
+        options=_array_options(args),
+    )
     print(f"wrote {out}")
 
 
@@ -140,12 +146,20 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
 def cmd_data_info(args: argparse.Namespace) -> None:
     from videogen.data import info
 
-    result = info(args.path)
+    result = info(args.path, options=_array_options(args))
     if args.json:
         print(json.dumps(result, indent=2))
         return
+    reasons = result.pop("reasons")
     for key, value in result.items():
         print(f"{key:12s}{value}")
+    for reason in reasons.values():  # each names its file
+        print(f"  unreadable: {reason}")
+
+
+def _array_options(args: argparse.Namespace) -> dict[str, str]:
+    """``--layout`` / ``--key`` as the array options of ``videogen.data.arrays``."""
+    return {k: v for k, v in (("layout", args.layout), ("key", args.key)) if v is not None}
 
 
 # --------------------------------------------------------------------------- parser
@@ -215,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("-o", "--output", required=True)
     dp.add_argument("--frames", type=int, default=16)
     dp.add_argument("--count", type=int, default=4)
+    _add_array_arguments(dp)
     dp.set_defaults(func=cmd_data_preview)
     dr = dsub.add_parser("prepare", help="decode a video folder once at the training size")
     dr.add_argument("source", help="folder of video files (searched recursively)")
@@ -226,8 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     di = dsub.add_parser("info", help="frames, size, fps and unreadable files of videos")
     di.add_argument("path")
     di.add_argument("--json", action="store_true")
+    _add_array_arguments(di)
     di.set_defaults(func=cmd_data_info)
     return p
+
+
+def _add_array_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--layout", help="axes of an array file (.npy/.npz/.h5), e.g. NTHW, TNHW, NTHWC, THWC"
+    )
+    p.add_argument("--key", help="the videos' array in an .npz / .h5 file (default: 'videos')")
 
 
 def _version() -> str:

@@ -243,6 +243,8 @@ class Protocol:
             )
         if self.num_clips < 1 or (self.num_real or 1) < 1 or self.batch_size < 1:
             raise ProtocolError("num_clips, num_real and batch_size must be positive")
+        if self.steps is not None and self.steps < 1:
+            raise ProtocolError(f"steps={self.steps} (--steps): sampling needs at least 1 step")
         if self.i3d_resize not in RESIZE_MODES:
             raise ProtocolError(f"i3d_resize={self.i3d_resize!r}; choose one of {RESIZE_MODES}")
         if self.precision not in PRECISIONS:
