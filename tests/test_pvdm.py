@@ -223,6 +223,40 @@ def test_stage2_trains_without_a_cache_encoding_every_step(autoencoders, tmp_pat
     assert curve[-1] < curve[0]
 
 
+def test_lpips_weights_load_by_path_and_give_the_perceptual_term(tmp_path):
+    from test_metrics_networks import _lpips_files
+
+    alex, lin, _ = _lpips_files(tmp_path)
+    weights = {"lpips_alexnet": str(alex), "lpips_lin": str(lin)}
+    model = {"stage": "autoencoder", "patch": 4, **weights}
+    cfg = tiny_config("pvdm", model=model, data={"frames": CLIP, "size": 32})
+    method = build_method(cfg)
+    method.setup_training()
+    assert not any(k.startswith("_lpips") or "lins" in k for k in method.state_dict())
+    video = torch.rand(2, CLIP, 1, 32, 32, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    torch.manual_seed(8)
+    out = method.loss(video)
+    with torch.no_grad():
+        recon = method.reconstruct(video)
+    torch.manual_seed(8)
+    index = torch.randint(CLIP, (2,))
+    rows = torch.arange(2)
+    lpips = method._lpips[0](video[rows, index], recon[rows, index]).mean()
+    torch.testing.assert_close(out["perceptual"], 4 * lpips)
+    torch.testing.assert_close(out["pixel"], 4 * (recon - video).abs().mean())
+
+
+def test_the_small_and_paper_settings_build():
+    from videogen.config import load_config
+    from videogen.summary import describe
+
+    paper = describe(load_config("configs/pvdm/ucf101_diffusion.yaml"))
+    assert abs(paper["trainable_params"] - 528e6) < 0.1 * 528e6
+    for name in ("shapes_autoencoder", "shapes_diffusion", "sky_timelapse_diffusion"):
+        info = describe(load_config(f"configs/pvdm/{name}.yaml"))
+        assert info["config"]["method"] == "pvdm"
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
