@@ -385,11 +385,14 @@ class PVDM(VideoMethod):
         return first * cond[:, None, None].to(first.dtype), target
 
     def loss(
-        self, video: Tensor | None, latents: Tensor | None = None, **_: Any
+        self,
+        video: Tensor | None,
+        latents: Tensor | None = None,
+        labels: Tensor | None = None,  # noqa: ARG002 - labelled data trains PVDM unconditionally
     ) -> dict[str, Tensor]:
         """Stage 1: the autoencoder's loss on clips ``(B, clip, C, H, W)``. Stage 2: the
         denoising loss of the joint objective on items of two clips ``(B, 2 clip, C, H, W)``
-        or their cached planes ``latents`` ``(B, 2, c, L)``."""
+        or their cached planes ``latents`` ``(B, 2, c, L)``. Class ``labels`` are ignored."""
         m = self.model_cfg
         if m.stage == "autoencoder":
             self._check_clips(video)
