@@ -146,8 +146,12 @@ def test_known_clips_come_back_bit_exact_and_both_tasks_fill_the_rest():
     assert out.min() >= -1 and out.max() <= 1
     with pytest.raises(ValueError, match="whole clips"):
         method.generate(video, tasks.predict(2 * CLIP, 2, 3))
-    with pytest.raises(ValueError, match="exactly 2 x 4"):
+    one = method.generate(video[:, :CLIP], tasks.unconditional(CLIP, 3))
+    assert one.shape == (3, CLIP, 1, 8, 8) and not torch.equal(one, video[:, :CLIP])
+    with pytest.raises(ValueError, match="whole previous clip"):
         method.generate(video[:, :CLIP], tasks.predict(CLIP, 2, 3))
+    with pytest.raises(ValueError, match="exactly 2 x 4"):
+        method.generate(video[:, :6], tasks.unconditional(6, 3))
 
 
 def test_long_videos_go_clip_by_clip_through_the_rollout():
@@ -157,6 +161,7 @@ def test_long_videos_go_clip_by_clip_through_the_rollout():
     assert torch.equal(result.samples[:, :CLIP], result.video[:, :CLIP])
     fresh = sample_task(method, "unconditional", frames=5 * CLIP, seed=1)
     assert fresh.samples.shape == (1, 5 * CLIP, 1, 8, 8)
+    assert sample_task(method, "unconditional", frames=CLIP).samples.shape == (1, CLIP, 1, 8, 8)
     with pytest.raises(ValueError, match="whole clips"):
         sample_task(method, "predict", known=2, frames=2 * CLIP)
 

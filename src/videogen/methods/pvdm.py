@@ -23,9 +23,10 @@ come from the autoencoder every step, or from a cache (``model.cache``, written 
 unconditional window starts at frame 0 or ``clip`` (the two cached clips) instead of anywhere.
 
 ``generate`` takes ``2 x clip`` frames with the first clip known (continue a video) or nothing
-known (a first clip, then a second conditioned on its sampled planes): encode the known clip,
-sample planes (DDIM with ``eta`` 1 by default), decode, paste the known frames back exactly.
-Longer videos go clip by clip through ``videogen.rollout``.
+known (a first clip, then a second conditioned on its sampled planes), or one clip with nothing
+known: encode the known clip, sample planes (DDIM with ``eta`` 1 by default), decode, paste the
+known frames back exactly. Longer videos go clip by clip through ``videogen.rollout`` (which
+pads a single clip to the two-clip window, so it samples two clips where one is asked for).
 """
 
 from __future__ import annotations
@@ -427,8 +428,19 @@ class PVDM(VideoMethod):
                 "export>)"
             )
         clip = m.clip
+        if known.shape[-1] == clip:
+            if bool(known.any()):
+                return (
+                    f"PVDM conditions on a whole previous clip: give {self.window} frames with "
+                    f"the first {clip} known to continue a clip; a clip of {clip} frames is "
+                    "generated with nothing known"
+                )
+            return None
         if known.shape[-1] != self.window:
-            return f"PVDM generates windows of exactly 2 x {clip} = {self.window} frames"
+            return (
+                f"PVDM generates one clip of {clip} frames or windows of exactly 2 x {clip} = "
+                f"{self.window} frames"
+            )
         first, second = known[:, :clip], known[:, clip:]
         whole = (first.all(dim=1) | ~first.any(dim=1)) & ~second.any(dim=1)
         if not bool(whole.all()):
@@ -459,6 +471,9 @@ class PVDM(VideoMethod):
         """Encode the known first clips, sample the first clip's planes where it is unknown and
         then the second clip's given the first's, decode, keep the known frames exactly."""
         clip = self.model_cfg.clip
+        if video.shape[1] == clip:  # one new clip
+            z = self._sample(video.new_zeros(video.shape[0], *self.latent_shape), opts)
+            return self.decode(z).to(video.dtype)
         given = known[:, 0]
         first = self.encode(video[:, :clip])
         first_frames = video[:, :clip]
