@@ -17,7 +17,9 @@ this run's config, its weights into the frozen ``autoencoder``, outside every op
 EMA) and trains ``PVDMUNet`` on the packed planes with the joint objective of the paper's eq. 2
 (official ``tools/trainer.py``): each training item is two clips; with probability
 ``cond_prob`` (``tasks.PrevClipMasks``) the first clip's planes condition the second's, otherwise
-the target is a random ``clip``-frame window of the item and the condition is zeros. Latents
+the target is a random ``clip``-frame window of the item and the condition is zeros. Both are
+drawn per item; the official loop draws them once per batch (the whole batch conditional or
+not, one window offset), which gives the same mix in expectation with a noisier gradient. Latents
 come from the autoencoder every step, or from a cache (``model.cache``, written once by
 ``videogen pvdm-cache``, refused if another autoencoder wrote it); from a cache the
 unconditional window starts at frame 0 or ``clip`` (the two cached clips) instead of anywhere.
