@@ -178,6 +178,8 @@ def test_stage1_trains_through_the_trainer_and_switches_the_gan_on(autoencoders)
     after = [r for r in rows if r["step"] > 30]
     assert all("discriminator/loss" not in r and "autoencoder/gan" not in r for r in before)
     assert all("discriminator/loss" in r and "autoencoder/feature" in r for r in after)
+    # the discriminators' own gradient clip (model.disc_grad_clip); the autoencoder's is off
+    assert all("discriminator/grad_norm" in r and "autoencoder/grad_norm" not in r for r in after)
     method = load_pretrained(a)
     assert method.model_cfg.stage == "autoencoder"
     with pytest.raises(ValueError, match="stage 1 of PVDM"):
