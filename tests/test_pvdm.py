@@ -259,7 +259,7 @@ def test_the_small_and_paper_settings_build():
 
     paper = describe(load_config("configs/pvdm/ucf101_diffusion.yaml"))
     assert abs(paper["trainable_params"] - 528e6) < 0.1 * 528e6
-    for name in ("shapes_autoencoder", "shapes_diffusion", "sky_timelapse_diffusion"):
+    for name in ("moving_digits_autoencoder", "moving_digits_diffusion", "sky_timelapse_diffusion"):
         info = describe(load_config(f"configs/pvdm/{name}.yaml"))
         assert info["config"]["method"] == "pvdm"
 
