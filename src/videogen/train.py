@@ -105,12 +105,14 @@ def dynamo_plugin(cfg: Config) -> TorchDynamoPlugin:
     return TorchDynamoPlugin(backend="inductor", options=options)
 
 
-def split_batch(batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
-    """A loader batch is uint8 clips ``(B, T, H, W, C)``, or ``(clips, labels)``."""
+def split_batch(batch: Any) -> tuple[Tensor | None, dict[str, Tensor]]:
+    """A loader batch is uint8 clips ``(B, T, H, W, C)``, ``(clips, labels)``, or a dict with
+    ``video`` and other inputs of the loss (no ``video``: a method's own training data, such
+    as cached latents)."""
     if isinstance(batch, (tuple, list)):
         return batch[0], {"labels": batch[1]}
     if isinstance(batch, dict):
-        return batch["video"], {k: v for k, v in batch.items() if k != "video"}
+        return batch.get("video"), {k: v for k, v in batch.items() if k != "video"}
     return batch, {}
 
 
@@ -229,6 +231,9 @@ def train(
     if ema is not None and ema.shadow is not None:
         ema.shadow = [s.to(acc.device) for s in ema.shadow]
     rank = acc.process_index
+    own_data = plain.setup_training()  # e.g. PVDM's LPIPS weights and latent cache
+    if dataset is None:
+        dataset = own_data
     batches = data_stream(cfg, stream_seed(t.seed, rank, step), dataset)
     log_file = run_dir / "metrics.jsonl"
 
@@ -267,7 +272,7 @@ def train(
     model.train()
     try:
         while step < t.steps:
-            micro: list[tuple[Tensor, dict[str, Tensor]]] = []  # this step's batches
+            micro: list[tuple[Tensor | None, dict[str, Tensor]]] = []  # this step's batches
             for i, phase in enumerate(plain.training_phases(step)):
                 for j in range(t.grad_accum):
                     if graphed:
@@ -276,7 +281,8 @@ def train(
                     if i == 0:  # later phases of the step see the same batches
                         clips, extra = next(batches)
                         extra = {k: v.to(acc.device) for k, v in extra.items()}
-                        micro.append((to_model_input(clips, acc.device), extra))
+                        video = None if clips is None else to_model_input(clips, acc.device)
+                        micro.append((video, extra))
                     video, extra = micro[j]
                     out = train_phase(
                         acc,
@@ -285,7 +291,7 @@ def train(
                         groups[phase].params,
                         optimizers,
                         schedulers[phase],
-                        t.grad_clip,
+                        t.grad_clip if groups[phase].grad_clip is None else groups[phase].grad_clip,
                     )
                     bad |= ~torch.isfinite(out["loss"].detach())
                     for k, v in out.items():
@@ -366,7 +372,7 @@ def train(
 def train_phase(
     acc: Accelerator,
     model: torch.nn.Module,
-    batch: tuple[str, Tensor, dict[str, Tensor]],
+    batch: tuple[str, Tensor | None, dict[str, Tensor]],
     params: list[torch.nn.Parameter],
     optimizers: dict[str, torch.optim.Optimizer],
     scheduler: Any,

@@ -127,7 +127,10 @@ class Protocol:
     """Every setting that changes a number. Written next to every value in ``metrics.json``."""
 
     task: str = setting(
-        "predict", "predict, past, infill, interpolate, upsample, ...", flag="--task"
+        "predict",
+        "predict, past, infill, interpolate, upsample, ...; reconstruct: an autoencoder's "
+        "reconstructions against their inputs (PSNR/SSIM, and FVD = R-FVD)",
+        flag="--task",
     )
     # the task's arguments; the command line sets them with --known-frames and --task-arg
     task_kwargs: dict[str, Any] = setting(factory=dict, help="arguments of the task")
