@@ -305,7 +305,7 @@ def load_latest(
     errors = []
     for i, path in enumerate(found):
         try:
-            return path, load_checkpoint(path, **targets)
+            state = load_checkpoint(path, **targets)
         except CheckpointError as err:
             errors.append(str(err))
             aside = path.with_name(UNREADABLE_PREFIX + path.name)
@@ -315,6 +315,10 @@ def load_latest(
             kept = f"set aside as {aside}" if set_aside else "skipped"
             after = f"resuming from {found[i + 1]} instead" if i + 1 < len(found) else ""
             report(f"checkpoint {err}; {kept}" + (f"; {after}" if after else ""))
+            continue
+        if errors and set_aside:  # `latest` names a checkpoint that exists again
+            replace_file(path.parent / "latest", path.name.encode())
+        return path, state
     if errors:
         raise CheckpointError(
             f"no checkpoint of {run_dir / 'ckpt'} reads back ({'; '.join(errors)}); "
