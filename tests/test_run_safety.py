@@ -289,6 +289,20 @@ def test_a_full_disk_is_one_message_and_the_previous_checkpoint_stays(tmp_path, 
     assert not list((run / "ckpt").glob(".tmp-*"))  # cleaned at the start
 
 
+def test_a_full_disk_before_any_checkpoint_says_there_is_none(tmp_path, monkeypatch):
+    from videogen import train as trainer
+
+    def full_disk(cfg, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(trainer, "save_config", full_disk)
+    with pytest.raises(TrainingError) as err:
+        train(tiny_cfg(tmp_path, steps=2), progress=False)
+    message = str(err.value)
+    assert f"could not write {tmp_path / 'run' / 'config.yaml'}: no space left" in message
+    assert "No good checkpoint exists" in message
+
+
 # --------------------------------------------------------------------------- corrupt files
 
 

@@ -28,6 +28,7 @@ Things worth knowing:
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from collections.abc import Iterable
@@ -40,7 +41,7 @@ from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin, s
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from videogen.atomic import WriteError, append_line, remove_staged
+from videogen.atomic import WriteError, append_line, remove_staged, replace_file, write_error
 from videogen.batch_stream import BatchStream
 from videogen.checkpoint import (
     CheckpointError,
@@ -183,6 +184,12 @@ def train(
             raise non_finite_stop(str(err), run_dir) from err
         except WriteError as err:
             raise TrainingError(f"{err}. {kept_checkpoint(run_dir)}") from err
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # a full disk met outside the checkpoint writers (config, TensorBoard events)
+            where = Path(err.filename) if err.filename else run_dir
+            raise TrainingError(f"{write_error(where, err)}. {kept_checkpoint(run_dir)}") from err
 
 
 def _train(
@@ -453,7 +460,7 @@ def write_snapshot(
     and the minutes actually trained when it was taken)."""
     path = export(method, ema, run_dir / "snapshots" / f"{due:g}min")
     info = {"due_minutes": due, "minutes": minutes, "step": step}
-    (path / "snapshot.json").write_text(json.dumps(info) + "\n")
+    replace_file(path / "snapshot.json", (json.dumps(info) + "\n").encode())
     return path
 
 
