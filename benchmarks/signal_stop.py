@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/signal_stop.py [--trials 100] [--max-delay 6]
         [--within 10] [--workers 2] [--resume-steps 3] [--json results.json]
+        [--src OTHER/src]   # the runs use another checkout's videogen (a before/after)
 
 Each trial starts ``videogen train`` on a tiny VideoFlow over moving digits (3x16x16,
 ``data.num_workers=2``, a checkpoint every 3 steps, so the stream's loader is shut down and
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,20 +152,25 @@ def main() -> None:
     parser.add_argument("--reference-steps", type=int, default=0, help="0: from --max-delay")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write every trial here")
+    parser.add_argument("--src", type=Path, default=None, help="videogen source the runs use")
     args = parser.parse_args()
+    if args.src is not None:
+        ENV["PYTHONPATH"] = str(args.src.resolve())
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         config = folder / "empty.yaml"
         config.write_text("{}\n")
-        # time the steps once, to size the reference run to the longest trial
+        # time the steps once, to size the reference run to the longest trial: the fastest
+        # logged rate, doubled (other processes on the machine may slow down meanwhile)
         ref_run = folder / "reference"
-        start = time.time()
         subprocess.run(
             command(config, ref_run, 30, args.workers), env=ENV, check=True, capture_output=True
         )
-        per_step = (time.time() - start) / 30  # an upper bound: includes the start-up
-        steps = args.reference_steps or int((args.max_delay + 2) / per_step * 3) + 30
+        rows = (ref_run / "metrics.jsonl").read_text().splitlines()
+        fastest = max(json.loads(line)["steps_per_s"] for line in rows)
+        steps = args.reference_steps or int(2 * fastest * (args.max_delay + 1)) + 50
+        shutil.rmtree(ref_run)
         subprocess.run(
             command(config, ref_run, steps, args.workers), env=ENV, check=True, capture_output=True
         )

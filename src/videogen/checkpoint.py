@@ -133,17 +133,10 @@ def save_checkpoint(
         raise NonFiniteError(bad)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / f"step-{step:07d}"
-    if (final / "state.json").is_file():
-        # written already in this lineage (a run stopped again where it resumed): the same
-        # state, and replacing it would leave a moment with no checkpoint of that name
-        return final
-    with staged_folder(final) as tmp:
-        write_bytes(tmp / WEIGHTS_NAME, safetensors_bytes(weights))
-        if ema is not None:
-            write_bytes(tmp / "ema.safetensors", safetensors_bytes(plain_state(ema)))
-        write_bytes(tmp / "optim.pt", torch_bytes(optim))
-        write_bytes(tmp / "rng.pt", torch_bytes(rank_rng))
-        write_bytes(tmp / "state.json", json.dumps({"step": step}).encode())
+    if not (final / "state.json").is_file():
+        # a complete folder of this step is this run's own, written before it stopped again
+        # where it resumed: the same state, and replacing it would leave a moment without it
+        _write_checkpoint(final, weights, ema, optim, rank_rng, step)
     replace_file(ckpt_dir / "latest", final.name.encode())
     older = sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir() and p.name < final.name)
     for path in older[: max(0, len(older) - (keep - 1))]:
@@ -151,20 +144,34 @@ def save_checkpoint(
     return final
 
 
+def _write_checkpoint(
+    final: Path,
+    weights: dict[str, torch.Tensor],
+    ema: dict[str, torch.Tensor] | None,
+    optim: dict[str, Any],
+    rank_rng: list[dict[str, Any]],
+    step: int,
+) -> None:
+    with staged_folder(final) as tmp:
+        write_bytes(tmp / WEIGHTS_NAME, safetensors_bytes(weights))
+        if ema is not None:
+            write_bytes(tmp / "ema.safetensors", safetensors_bytes(plain_state(ema)))
+        write_bytes(tmp / "optim.pt", torch_bytes(optim))
+        write_bytes(tmp / "rng.pt", torch_bytes(rank_rng))
+        write_bytes(tmp / "state.json", json.dumps({"step": step}).encode())
+
+
 def checkpoints(run_dir: str | Path) -> list[Path]:
-    """The complete checkpoints of a run, newest first (the one ``ckpt/latest`` names
-    leads when it exists)."""
+    """The complete checkpoints of a run, newest (highest step) first.
+
+    ``ckpt/`` only ever holds one run's checkpoints (``--fresh`` sets an earlier run's aside,
+    unreadable ones are renamed), so the highest step is the newest, also when a kill came
+    between a checkpoint's rename and the update of ``ckpt/latest`` (which names it for
+    people and tools)."""
     ckpt_dir = Path(run_dir) / "ckpt"
-    complete = sorted(
+    return sorted(
         (p for p in ckpt_dir.glob("step-*") if (p / "state.json").is_file()), reverse=True
     )
-    pointer = ckpt_dir / "latest"
-    if pointer.is_file():
-        named = ckpt_dir / pointer.read_text().strip()
-        if named in complete:
-            complete.remove(named)
-            complete.insert(0, named)
-    return complete
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
