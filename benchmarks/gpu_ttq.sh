@@ -6,8 +6,9 @@
 #   bash benchmarks/gpu_ttq.sh start MIN [RUN...]   # launch the trainings detached
 #   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
 #
-# RUN: mcvd-paper mcvd-v mcvd-fast ramvid-paper ramvid-fast (default: all). All runs share the
-# GPU, so a minute here is a minute of a shared GPU, the same for every run compared.
+# RUN: mcvd-paper mcvd-v mcvd-fast ramvid-paper ramvid-fast vflow-paper vflow-fast vfusion-paper
+# vfusion-fast (default: all but mcvd-v and vflow-paper). All runs share the GPU, so a minute
+# here is a minute of a shared GPU, the same for every run compared.
 # Environment: EXTRA (overrides for every training), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
 # clips of the curves, of the final scores and of the sampler comparison: 128 / 256 / 64),
 # EVAL_ARGS (appended to every evaluation, e.g. "--steps 2" for a quick check on a CPU).
@@ -36,6 +37,10 @@ config_of() {  # the config and overrides of a run
     mcvd-fast) echo "configs/mcvd/smmnist_fast.yaml $compiled" ;;
     ramvid-paper) echo "configs/ramvid/tiny.yaml" ;;
     ramvid-fast) echo "configs/ramvid/tiny_fast.yaml" ;;
+    vflow-paper) echo "configs/videoflow/stochastic_shapes.yaml" ;;
+    vflow-fast) echo "configs/videoflow/stochastic_shapes_fast.yaml" ;;
+    vfusion-paper) echo "configs/videofusion/shapes.yaml $compiled" ;;
+    vfusion-fast) echo "configs/videofusion/shapes_fast.yaml $compiled" ;;
     *) echo "unknown run $1" >&2 && exit 2 ;;
   esac
 }
@@ -43,9 +48,11 @@ measure_of() {  # the measures and test clip length of a run
   case $1 in
     mcvd-*) echo "--measure predict:known=5 --frames 15 --sampler dpm++ --steps 25" ;;
     ramvid-*) echo "--measure predict:known=4 --measure infill:first=2" ;;
+    vflow-*) echo "--measure shapes:known=1 --frames 5 --temperature 0.6" ;;
+    vfusion-*) echo "--measure shapes-uncond --steps 50" ;;
   esac
 }
-runs=${*:-mcvd-paper mcvd-v mcvd-fast ramvid-paper ramvid-fast}
+runs=${*:-mcvd-paper mcvd-fast ramvid-paper ramvid-fast vflow-fast vfusion-paper vfusion-fast}
 
 start() {
   local points
@@ -76,11 +83,11 @@ evaluate() {
   done
   wait
   for name in $runs; do tail -n 12 "$logs/eval_$name.log"; done
-  local mcvd ramvid
-  mcvd=$(for r in $runs; do [[ $r == mcvd-* ]] && echo "$logs/$r"; done)
-  ramvid=$(for r in $runs; do [[ $r == ramvid-* ]] && echo "$logs/$r"; done)
-  [[ -n $mcvd ]] && $ttq plot $mcvd -o "$keep/ttq_mcvd.png" | tee "$logs/ttq_mcvd.md"
-  [[ -n $ramvid ]] && $ttq plot $ramvid -o "$keep/ttq_ramvid.png" | tee "$logs/ttq_ramvid.md"
+  local family members
+  for family in mcvd ramvid vflow vfusion; do
+    members=$(for r in $runs; do [[ $r == $family-* ]] && echo "$logs/$r"; done)
+    [[ -n $members ]] && $ttq plot $members -o "$keep/ttq_$family.png" | tee "$logs/ttq_$family.md"
+  done
   # the targets' protocol on the final models: 256 clips, best of 10; the sampler step counts
   # on 64 clips
   local q="python3 benchmarks/quality.py"
@@ -97,7 +104,7 @@ evaluate() {
           done
         ) >"$logs/final_$name.log" 2>&1 &
         ;;
-      mcvd-*) ;;
+      mcvd-* | vflow-* | vfusion-*) ;;
       ramvid-*)
         $q "$logs/$name" --task predict:known=4 --task infill:first=2 --best-of 10 \
           --clips "$final_clips" --batch-size 128 --out "$logs/q_$name" ${EVAL_ARGS:-} \
@@ -114,6 +121,11 @@ evaluate() {
   done
   [[ " $runs " == *" ramvid-fast "* ]] && python3 -m videogen sample "$logs/ramvid-fast" \
     --task infill --known 2 --clips 3 --samples 2 -o "$keep/ramvid-fast-infill.gif" --quiet
+  [[ " $runs " == *" vflow-fast "* ]] && python3 -m videogen sample "$logs/vflow-fast" \
+    --task predict --known 1 --frames 5 --clips 4 --samples 2 --temperature 0.6 \
+    -o "$keep/vflow-fast.gif" --quiet
+  [[ " $runs " == *" vfusion-fast "* ]] && python3 -m videogen sample "$logs/vfusion-fast" \
+    --task unconditional --clips 4 --samples 2 --steps 50 -o "$keep/vfusion-fast.gif" --quiet
   tar czf "$keep/ttq.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.gif' \
     --exclude='*.html' "$logs"
   ls -la "$keep"

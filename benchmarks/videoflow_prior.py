@@ -25,7 +25,7 @@ from einops import rearrange
 from videogen.checkpoint import load_pretrained
 from videogen.data import build_dataset, to_model
 from videogen.methods.videoflow import VideoFlow
-from videogen.models.videoflow_glow import to_flow
+from videogen.models.videoflow_layers import to_flow
 
 
 def parse_args() -> argparse.Namespace:

@@ -21,7 +21,7 @@ from videogen.data import build_dataset, to_model
 from videogen.data.shapes import UNITS
 from videogen.methods import build_method
 from videogen.metrics.shapes_motion import shapes_motion
-from videogen.models.videoflow_glow import to_flow
+from videogen.models.videoflow_layers import to_flow
 from videogen.tasks import predict
 
 p = argparse.ArgumentParser()

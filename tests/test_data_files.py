@@ -195,10 +195,17 @@ def test_array_layouts(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     nthw = rng.integers(0, 255, (3, 10, 16, 16), dtype=np.uint8)
     np.save(tmp_path / "nthw.npy", nthw)
-    clip = build_dataset(
-        cfg(tmp_path / "nthw.npy", size=16, channels=1, options={"test_start": "first"}), "test"
-    )[2]
+    options = {"test_start": "first", "layout": "NTHW"}  # (N, T, H, W) and (T, N, ...) alike
+    clip = build_dataset(cfg(tmp_path / "nthw.npy", size=16, channels=1, options=options), "test")[
+        2
+    ]
     np.testing.assert_array_equal(clip.numpy()[..., 0], nthw[2, :4])
+    # the same file read as (T, N, H, W): 10 videos of 3 frames
+    tnhw = build_dataset(
+        cfg(tmp_path / "nthw.npy", frames=3, size=16, channels=1, options={"layout": "TNHW"}),
+        "test",
+    )
+    assert len(tnhw) == 10
     # Srivastava's mnist_test_seq.npy is (T, N, 64, 64)
     seq = rng.integers(0, 255, (20, 5, 64, 64), dtype=np.uint8)
     np.save(tmp_path / "mnist_test_seq.npy", seq)
@@ -210,7 +217,7 @@ def test_array_layouts(tmp_path: Path) -> None:
     # (N, T, C, H, W) in an .npz, resized on the way out
     ntchw = rng.integers(0, 255, (2, 6, 3, 24, 32), dtype=np.uint8)
     np.savez(tmp_path / "v.npz", videos=ntchw)
-    first_clips = {"test_start": "first"}
+    first_clips = {"test_start": "first", "layout": "NTCHW"}
     clip = build_dataset(cfg(tmp_path / "v.npz", size=24, options=first_clips), "test")[1]
     assert clip.shape == (4, 24, 24, 3)
     np.testing.assert_array_equal(clip.numpy(), ntchw[1, :4, :, :, 4:28].transpose(0, 2, 3, 1))
@@ -222,7 +229,7 @@ def test_array_layouts(tmp_path: Path) -> None:
     (folder / "nthw.npy").unlink()
     (folder / "mnist_test_seq.npy").unlink()
     (folder / "v.npz").unlink()
-    train = build_dataset(cfg(folder, size=16), seed=0)
+    train = build_dataset(cfg(folder, size=16, options={"layout": "NTHWC"}), seed=0)
     # the h5 file opens inside each worker: nothing is pickled but its path
     clips = [
         c.numpy()
@@ -230,13 +237,14 @@ def test_array_layouts(tmp_path: Path) -> None:
         for c in batch
     ]
     assert len(clips) == 4 and clips[0].shape == (4, 16, 16, 3)
-    assert len(build_dataset(cfg(folder, size=16), "test")) == 3  # test.npy
+    test = build_dataset(cfg(folder, size=16, channels=1, options={"layout": "NTHW"}), "test")
+    assert len(test) == 3  # test.npy
 
 
 def test_bad_arrays_fail_early_naming_the_file(tmp_path: Path) -> None:
     np.save(tmp_path / "float.npy", np.zeros((2, 5, 8, 8), np.float32))
     with pytest.raises(DatasetError, match=r"float\.npy.*uint8"):
-        build_dataset(cfg(tmp_path / "float.npy"))
+        build_dataset(cfg(tmp_path / "float.npy", options={"layout": "NTHW"}))
     np.save(tmp_path / "flat.npy", np.zeros((5, 8, 8), np.uint8))
     with pytest.raises(DatasetError, match=r"flat\.npy.*shape \(5, 8, 8\)"):
         build_dataset(cfg(tmp_path / "flat.npy"))
@@ -248,7 +256,7 @@ def test_bad_arrays_fail_early_naming_the_file(tmp_path: Path) -> None:
         pytest.raises(DatasetError, match=r"short\.npy.*no video with at least 4"),
         pytest.warns(SkippedVideoWarning),
     ):
-        build_dataset(cfg(tmp_path / "short.npy"))
+        build_dataset(cfg(tmp_path / "short.npy", options={"layout": "NTHW"}))
 
 
 # --------------------------------------------------------------------------- TFRecords / BAIR
@@ -399,10 +407,12 @@ def test_info_of_a_folder_and_a_file(video_folder: Path) -> None:
     ]
     assert sorted(report["frames"]) == [2, 24, 120, 120]
     assert sorted(report["height"]) == [48, 48, 144, 144]
+    assert all(name in reason for name, reason in report["reasons"].items())
     single = info(video_folder / "carphone.mp4")
     assert single == {
         "count": 1,
         "unreadable": [],
+        "reasons": {},
         "frames": [120],
         "height": 144,
         "width": 176,

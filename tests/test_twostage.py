@@ -177,3 +177,26 @@ def test_a_wrong_autoencoder_path_is_named(stages, tmp_path, capsys):
     assert code == 2
     assert "not a stage-1 twostage autoencoder" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_stage_one_trains_its_two_optimizers_under_two_processes(tmp_path):
+    """`torchrun` with two CPU processes (gloo): the alternating phases (one optimizer each, the
+    other group without gradients) run under DistributedDataParallel; rank 0 alone writes the
+    log and a checkpoint holding both optimizers."""
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    run = tmp_path / "ae"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["-m", "videogen", "train", "--quiet", str(config), *COMMON]
+    cmd += ["model.stage=autoencoder", "train.steps=4", "train.sample_every=0", f"train.out={run}"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("run folder:") == 1
+    assert [row["step"] for row in log(run)] == [1, 2, 3, 4]
+    optim = torch.load(latest_checkpoint(run) / "optim.pt", weights_only=True)
+    assert {"autoencoder", "discriminator"} <= set(optim["optimizers"])

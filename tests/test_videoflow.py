@@ -13,7 +13,7 @@ from videogen.config import Config, ConfigError, from_dict, load_config
 from videogen.cuda_graphs import CudaGraphed
 from videogen.methods import build_method
 from videogen.methods.videoflow import VideoFlow
-from videogen.models.videoflow_glow import ActNorm, to_flow
+from videogen.models.videoflow_layers import ActNorm, to_flow
 from videogen.models.videoflow_prior import gaussian_log_prob
 from videogen.tasks import predict
 

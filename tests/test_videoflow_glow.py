@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from videogen.models.videoflow_glow import (
+from videogen.models.videoflow_glow import FlowStep, Glow
+from videogen.models.videoflow_layers import (
     ActNorm,
     ConvLayer,
-    FlowStep,
-    Glow,
     data_init,
     from_flow,
     quantize,

@@ -34,12 +34,14 @@ def stream_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**31 - 1)
 
 
-def split_batch(batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
-    """A loader batch is uint8 clips ``(B, T, H, W, C)``, or ``(clips, labels)``."""
+def split_batch(batch: Any) -> tuple[Tensor | None, dict[str, Tensor]]:
+    """A loader batch is uint8 clips ``(B, T, H, W, C)``, ``(clips, labels)``, or a dict with
+    ``video`` and other inputs of the loss (no ``video``: a method's own training data, such
+    as cached latents)."""
     if isinstance(batch, (tuple, list)):
         return batch[0], {"labels": batch[1]}
     if isinstance(batch, dict):
-        return batch["video"], {k: v for k, v in batch.items() if k != "video"}
+        return batch.get("video"), {k: v for k, v in batch.items() if k != "video"}
     return batch, {}
 
 
@@ -137,7 +139,7 @@ class BatchStream:
     def __iter__(self) -> BatchStream:
         return self
 
-    def __next__(self) -> tuple[Tensor, dict[str, Tensor]]:
+    def __next__(self) -> tuple[Tensor | None, dict[str, Tensor]]:
         if self._iter is None:
             self._iter = self._start()
         if self.source is None:

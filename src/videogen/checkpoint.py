@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
@@ -242,19 +243,23 @@ def read_checkpoint(path: Path, *, optimizers: bool = True) -> dict[str, Any]:
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load a safetensors state dict, or say plainly that it is unusable or belongs to
-    another model."""
-    _apply_weights(model, _read_weights_file(path), path)
-
-
-def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors state dict, or say plainly that it is damaged, holds non-finite
+    values or belongs to another model."""
     try:
-        return _read_tensors(path)
-    except CheckpointError as err:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
         raise ValueError(
-            f"{err}: these weights cannot be used; export again from a good checkpoint "
-            "(`load_pretrained` of the run folder reads its latest one) or retrain"
+            f"{path}: not a readable safetensors file ({err}); it is truncated or damaged: "
+            "export the run again, or load its checkpoint (a run folder)"
         ) from err
+    bad = non_finite(state.items())
+    if bad:
+        raise ValueError(
+            f"{path} holds non-finite values ({', '.join(bad[:3])}): these weights cannot be "
+            "used; export again from a good checkpoint (`load_pretrained` of the run folder "
+            "reads its latest one) or retrain"
+        )
+    _apply_weights(model, state, path)
 
 
 def _apply_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -361,7 +366,13 @@ def read_config(path: str | Path) -> Config:
     path = Path(path)
     for candidate in (path / CONFIG_NAME, path / "export" / CONFIG_NAME):
         if candidate.is_file():
-            return from_dict(Config, json.loads(candidate.read_text()))
+            try:
+                return from_dict(Config, json.loads(candidate.read_text(encoding="utf-8")))
+            except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, ConfigError
+                raise ConfigError(
+                    f"{candidate}: not a valid run config ({err}); restore it from the run "
+                    "folder's config.yaml or export the run again"
+                ) from err
     if (path / "config.yaml").is_file():
         return load_config(path / "config.yaml")
     raise ConfigError(

@@ -3,6 +3,7 @@
 train   -> videogen.train.train            sample -> videogen.sampling.sample_task
 info    -> videogen.summary.describe       demo   -> videogen.demo.run_demo
 data    -> videogen.data.preview / info    eval   -> videogen.evaluate.evaluate_run
+pvdm-cache -> videogen.methods.pvdm.write_pvdm_cache
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def cmd_info(args: argparse.Namespace) -> None:
     cfg = info["config"]
     print(f"method      {cfg['method']}   ({cfg['paper'] or 'no paper table named'})")
     print(f"params      {info['params'] / 1e6:.2f} M")
+    if info["trainable_params"] != info["params"]:
+        print(f"trainable   {info['trainable_params'] / 1e6:.2f} M (the rest is frozen)")
     print(f"flops/clip  {info['flops_per_clip'] / 1e9:.2f} GFLOP (training forward, one clip)")
     d = cfg["data"]
     print(f"data        {d['name']}  {d['frames']}x{d['size']}x{d['size']}x{d['channels']}")
@@ -119,7 +122,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_data_preview(args: argparse.Namespace) -> None:
     from videogen.data import preview
 
-    out = preview(args.source, args.output, frames=args.frames, count=args.count)
+    out = preview(
+        args.source,
+        args.output,
+        frames=args.frames,
+        count=args.count,
+        options=_array_options(args),
+    )
     print(f"wrote {out}")
 
 
@@ -140,12 +149,37 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
 def cmd_data_info(args: argparse.Namespace) -> None:
     from videogen.data import info
 
-    result = info(args.path)
+    result = info(args.path, options=_array_options(args))
     if args.json:
         print(json.dumps(result, indent=2))
         return
+    reasons = result.pop("reasons")
     for key, value in result.items():
         print(f"{key:12s}{value}")
+    for reason in reasons.values():  # each names its file
+        print(f"  unreadable: {reason}")
+
+
+def _array_options(args: argparse.Namespace) -> dict[str, str]:
+    """``--layout`` / ``--key`` as the array options of ``videogen.data.arrays``."""
+    return {k: v for k, v in (("layout", args.layout), ("key", args.key)) if v is not None}
+
+
+def cmd_pvdm_cache(args: argparse.Namespace) -> None:
+    from videogen.methods.pvdm import write_pvdm_cache
+
+    out = write_pvdm_cache(
+        args.autoencoder,
+        args.data,
+        args.out,
+        root=args.data_root,
+        items=args.items,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(f"wrote {out}: train PVDM stage 2 with model.cache={out}")
 
 
 # --------------------------------------------------------------------------- parser
@@ -208,6 +242,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_arguments(e)
     e.set_defaults(func=cmd_eval)
 
+    pc = sub.add_parser(
+        "pvdm-cache", help="encode training clips once with a PVDM autoencoder (for stage 2)"
+    )
+    pc.add_argument("autoencoder", help="stage-1 PVDM export or run folder")
+    pc.add_argument("data", help="dataset name or path of the training clips")
+    pc.add_argument("out", help="cache folder to write (model.cache of stage 2)")
+    pc.add_argument("--data-root", help="dataset root for a benchmark name")
+    pc.add_argument("--items", type=int, default=10_000, help="training items (two clips each)")
+    pc.add_argument("--batch-size", type=int, default=16)
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--device", default=default_device())
+    pc.add_argument("--quiet", action="store_true")
+    pc.set_defaults(func=cmd_pvdm_cache)
+
     data = sub.add_parser("data", help="look at datasets and video files")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     dp = dsub.add_parser("preview", help="write a GIF of clips from a dataset or a file")
@@ -215,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("-o", "--output", required=True)
     dp.add_argument("--frames", type=int, default=16)
     dp.add_argument("--count", type=int, default=4)
+    _add_array_arguments(dp)
     dp.set_defaults(func=cmd_data_preview)
     dr = dsub.add_parser("prepare", help="decode a video folder once at the training size")
     dr.add_argument("source", help="folder of video files (searched recursively)")
@@ -226,8 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     di = dsub.add_parser("info", help="frames, size, fps and unreadable files of videos")
     di.add_argument("path")
     di.add_argument("--json", action="store_true")
+    _add_array_arguments(di)
     di.set_defaults(func=cmd_data_info)
     return p
+
+
+def _add_array_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--layout", help="axes of an array file (.npy/.npz/.h5), e.g. NTHW, TNHW, NTHWC, THWC"
+    )
+    p.add_argument("--key", help="the videos' array in an .npz / .h5 file (default: 'videos')")
 
 
 def _version() -> str:

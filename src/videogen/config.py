@@ -11,6 +11,7 @@ of methods.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -115,6 +116,70 @@ class Config:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def __post_init__(self) -> None:
+        check_values(self)
+
+
+# --------------------------------------------------------------------------- value ranges
+
+
+def _at_least(low: float) -> tuple[Any, str]:
+    return (lambda v: v >= low), f">= {low}"
+
+
+def _above(low: float) -> tuple[Any, str]:
+    return (lambda v: v > low), f"> {low}"
+
+
+def _unit_interval(v: float) -> bool:
+    return 0 <= v < 1
+
+
+# Every bounded value: its dotted key, the test it must pass and what that means. None (where
+# the type allows it) always passes: it switches the feature off.
+BOUNDS: dict[str, tuple[Any, str]] = {
+    "data.frames": _at_least(1),
+    "data.size": _at_least(1),
+    "data.channels": ((lambda v: v in (1, 3)), "1 (grey) or 3 (RGB)"),
+    "data.stride": _at_least(1),
+    "data.num_workers": _at_least(0),
+    "diffusion.timesteps": _at_least(1),
+    "diffusion.beta_start": ((lambda v: 0 < v < 1), "in (0, 1)"),
+    "diffusion.beta_end": ((lambda v: 0 < v < 1), "in (0, 1)"),
+    "train.steps": _at_least(1),
+    "train.batch_size": _at_least(1),
+    "train.lr": _at_least(0),
+    "train.weight_decay": _at_least(0),
+    "train.betas": ((lambda v: all(_unit_interval(b) for b in v)), "two values in [0, 1)"),
+    "train.eps": _above(0),
+    "train.warmup": _at_least(0),
+    "train.grad_clip": _above(0),
+    "train.ema_decay": (_unit_interval, "in [0, 1) (or null for no EMA)"),
+    "train.grad_accum": _at_least(1),
+    "train.log_every": _at_least(1),
+    "train.sample_every": ((lambda v: v >= 0), ">= 0 (0 = never)"),
+    "train.ckpt_every": ((lambda v: v >= 0), ">= 0 (0 = only at the end)"),
+    "train.max_minutes": _at_least(0),
+    "train.snapshot_minutes": ((lambda v: all(m >= 0 for m in v)), "a list of minutes >= 0"),
+    "sample.steps": _at_least(1),
+    "sample.temperature": _at_least(0),
+}
+
+
+def check_values(cfg: Config) -> None:
+    """Refuse a value outside its range (``BOUNDS``) with a ``ConfigError`` naming key and value."""
+    for key, (test, what) in BOUNDS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is None:
+            continue
+        try:
+            ok = bool(test(value)) and (not isinstance(value, float) or math.isfinite(value))
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"{key}={value!r} is out of range: it must be {what}")
 
 
 # --------------------------------------------------------------------------- typed loading
@@ -233,7 +298,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key:
         raise ConfigError(f"override {text!r} has no key")
-    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+    if raw == "":
+        return key.split("."), ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        if isinstance(err, yaml.reader.ReaderError):  # a byte that is not UTF-8 text, say
+            fix = f"it holds a character YAML cannot read ({err.reason}); give UTF-8 text"
+        else:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            fix = f"{problem}; quote strings and close lists, e.g. train.betas=[0.9,0.99]"
+        raise ConfigError(f"override {text!r}: the value {raw!r} is not valid YAML: {fix}") from err
+    return key.split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -259,8 +335,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")

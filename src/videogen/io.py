@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import tempfile
+import tokenize
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -46,55 +47,112 @@ class VideoError(ValueError):
 # --------------------------------------------------------------------------- reading
 
 
+# What PyAV raises on damaged input: its own errors (av.error.*, all FFmpegError; some are
+# also OSError, ValueError, EOFError or LookupError) and ValueError from frame conversion.
+AV_ERRORS = (av.FFmpegError, OSError, ValueError)
+
+# Above this rate a header's frame count is taken as damaged and the packets are counted.
+MAX_PLAUSIBLE_FPS = 1000
+
+
+@contextlib.contextmanager
+def _reading(path: Path, what: str) -> Iterator[None]:
+    """Turn PyAV's errors inside the block into one ``VideoError`` naming ``path``."""
+    try:
+        yield
+    except VideoError:
+        raise
+    except AV_ERRORS as err:
+        raise VideoError(f"{path}: {what} ({type(err).__name__}: {err})") from err
+
+
 def _open(path: Path) -> av.container.InputContainer:
+    """The container of ``path`` with a decodable first video stream, or a ``VideoError``."""
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: the file is empty")
-    try:
+    with _reading(path, "not a readable video"):
         container = av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError) as err:
-        raise VideoError(f"{path}: not a readable video ({err})") from err
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: the file holds no video stream")
+    ctx = container.streams.video[0].codec_context
+    if ctx is None:  # the codec id is unknown to this FFmpeg build, or damaged
+        container.close()
+        raise VideoError(
+            f"{path}: no decoder for its video codec in this FFmpeg build (damaged header, or "
+            "an unsupported codec: re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)"
+        )
     return container
 
 
 def _count_packets(container: av.container.InputContainer) -> int:
-    """Frames of the first video stream, counted by demuxing (no decoding)."""
+    """Frames of the first video stream, counted by demuxing (no decoding). Damage part way
+    ends the count there: the frames before it are the ones a reader gets."""
     stream = container.streams.video[0]
-    return sum(1 for packet in container.demux(stream) if packet.size > 0)
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            count += packet.size > 0
+    except AV_ERRORS:
+        if not count:
+            raise
+    return count
 
 
-def video_info(path: str | Path) -> dict:
+def _header_frames(path: Path, stream: av.VideoStream) -> int | None:
+    """The frame count the container header announces, or None where it is missing or
+    implausible (more frames than bytes in the file, or above ``MAX_PLAUSIBLE_FPS``)."""
+    frames = stream.frames
+    if not frames or frames <= 0 or frames > path.stat().st_size:
+        return None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+        if seconds <= 0 or frames / seconds > MAX_PLAUSIBLE_FPS:
+            return None
+    return int(frames)
+
+
+def video_info(path: str | Path, *, count_frames: bool = False) -> dict:
     """``dict(frames, height, width, fps)`` of a video file (or a ``.npy`` array).
 
-    ``frames`` comes from the container header, or from counting packets where the header
-    has no count (webm, mkv, gif). Raises ``VideoError`` naming the file if it is unreadable.
+    The first frame is decoded (a file none of whose frames decodes is an error), and
+    ``height`` / ``width`` are that frame's. ``frames`` comes from the container header when it
+    is plausible, else (and always with ``count_frames``, which reads the whole file but stays
+    exact for truncated files) from counting the packets. Raises ``VideoError`` naming the file
+    if it is unreadable.
     """
     path = Path(path)
     if path.suffix.lower() == ".npy":
         shape = _npy_video(path, mmap=True).shape
         return {"frames": shape[0], "height": shape[1], "width": shape[2], "fps": None}
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        ctx = stream.codec_context
-        rate = stream.average_rate or stream.guessed_rate
-        frames = stream.frames
-        try:
-            if not frames:
+    with _reading(path, "cannot read the video stream"):
+        with _open(path) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            frames = None if count_frames else _header_frames(path, stream)
+            # one frame: a frame-threaded decoder would start threads and wait on several packets
+            stream.codec_context.thread_type = "NONE"
+            stream.codec_context.thread_count = 1
+            with _reading(path, "its first frame does not decode: a truncated or damaged file"):
+                first = next(iter(container.decode(stream)), None)
+            if first is None:
+                raise VideoError(f"{path}: no frame of the video stream decodes")
+            height, width = first.height, first.width
+        if frames is None:
+            with _open(path) as container:
                 frames = _count_packets(container)
-        except (av.FFmpegError, OSError, ValueError) as err:
-            raise VideoError(f"{path}: cannot read the video stream ({err})") from err
-        if frames <= 0 or not ctx.width or not ctx.height:
-            raise VideoError(f"{path}: the video stream has no frames")
-        return {
-            "frames": int(frames),
-            "height": int(ctx.height),
-            "width": int(ctx.width),
-            "fps": float(rate) if rate else None,
-        }
+    if frames <= 0 or not height or not width:
+        raise VideoError(f"{path}: the video stream has no frames")
+    if rate and not 0 < rate <= MAX_PLAUSIBLE_FPS:
+        rate = None  # a damaged header: the rate is unknown
+    return {
+        "frames": int(frames),
+        "height": int(height),
+        "width": int(width),
+        "fps": float(rate) if rate else None,
+    }
 
 
 def fit_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -154,6 +212,8 @@ def _decode(
         if index == expected:
             yield _frame_array(frame, shape, grey)
             expected += stride
+            if stop is not None and expected >= stop:
+                return  # decode no further: a damaged frame after the clip must not fail it
 
 
 class _SeekMissed(Exception):
@@ -182,22 +242,26 @@ def read_video(
     stop = None if frames is None else start + (frames - 1) * stride + 1
     if path.suffix.lower() == ".npy":
         video = np.asarray(_npy_video(path, mmap=True)[start:stop:stride])
+        if not len(video) or (frames is not None and len(video) < frames):
+            raise VideoError(
+                f"{path}: holds {len(video)} frames from frame {start} at stride {stride}, "
+                f"needed {frames or 'any'}"
+            )
         out = _fit_array(video, size)
         return out if channels is None else match_channels(out, channels)
     grey = channels == 1
     if channels not in (None, 1, 3):
         raise ValueError(f"read_video: channels must be 1 or 3, got {channels}")
-    with _open(path) as container:
+    with _reading(path, "decoding failed"), _open(path) as container:
         ctx = container.streams.video[0].codec_context
+        if size and not (ctx.height and ctx.width):
+            raise VideoError(f"{path}: the video stream has no frame size (damaged header)")
         shape = fit_size(ctx.height, ctx.width, size) if size else None
         try:
-            try:
-                out = list(_decode(container, start, stop, stride, shape, grey, seek=True))
-            except _SeekMissed:
-                container.seek(0)
-                out = list(_decode(container, start, stop, stride, shape, grey, seek=False))
-        except (av.FFmpegError, OSError, ValueError) as err:
-            raise VideoError(f"{path}: decoding failed ({err})") from err
+            out = list(_decode(container, start, stop, stride, shape, grey, seek=True))
+        except _SeekMissed:
+            container.seek(0)
+            out = list(_decode(container, start, stop, stride, shape, grey, seek=False))
     if not out or (frames is not None and len(out) < frames):
         want = "any" if frames is None else f"{frames} (stride {stride}) from frame {start}"
         raise VideoError(f"{path}: decoded {len(out)} frames, needed {want}; truncated file?")
@@ -208,11 +272,19 @@ def read_video(
 def _npy_video(path: Path, mmap: bool) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as err:
+        # numpy parses the header as Python literals: a mangled one raises the tokenizer's errors
         raise VideoError(f"{path}: not a readable .npy array ({err})") from err
-    if array.dtype != np.uint8 or array.ndim not in (3, 4) or array.shape[0] == 0:
+    if array.dtype != np.uint8 or array.ndim not in (3, 4) or 0 in array.shape:
         raise VideoError(
             f"{path}: a video array must be uint8 (T, H, W[, C]), got {array.dtype} {array.shape}"
+        )
+    if array.ndim == 4 and array.shape[-1] not in (1, 3, 4):
+        # (N, T, H, W) and (T, N, H, W) batches look the same: never guess one video out of it
+        raise VideoError(
+            f"{path}: shape {array.shape} is not one video (T, H, W) or (T, H, W, C) with C in "
+            "1, 3, 4; for a file of several videos use it as a dataset (data.name=FILE) and "
+            "name its axes with data.options.layout (NTHW, TNHW, ...)"
         )
     return array if array.ndim == 4 else array[..., None]
 

@@ -42,7 +42,7 @@ def task_known(
     if task == "infill":
         return tasks.make_known(task, frames, batch, first=1 if known is None else known)
     if task in ("interpolate", "upsample"):
-        return tasks.make_known(task, frames, batch, every=every or 2)
+        return tasks.make_known(task, frames, batch, every=2 if every is None else every)
     if task == "indices":
         return tasks.make_known(task, frames, batch, indices=indices or [])
     return tasks.make_known(task, frames, batch)
@@ -79,6 +79,15 @@ def load_input_clips(
     return torch.stack(clips[:count])
 
 
+def check_counts(**counts: int | None) -> None:
+    """Refuse a count below 1 by name (``frames=0``, ``steps=-5``); None means the default."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ValueError(
+                f"{name}={value} (--{name}): must be at least 1; leave it out for the default"
+            )
+
+
 @torch.no_grad()
 def sample_task(
     method: VideoMethod,
@@ -107,10 +116,11 @@ def sample_task(
     """
     from videogen.data import to_model
 
-    frames = frames or method.window
+    check_counts(frames=frames, every=every, clips=clips, samples=samples, steps=steps)
+    frames = method.window if frames is None else frames
     device = method.device
     if task == "upsample":
-        factor = every or 2
+        factor = 2 if every is None else every
         low = (frames - 1) // factor + 1
         raw = to_model(load_input_clips(source, method, low, clips, seed).to(device))
         video, pattern = tasks.spread_frames(raw, factor)

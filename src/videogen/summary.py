@@ -40,11 +40,14 @@ def _flops(cfg: Config, device: str) -> int:
 
 
 def describe(cfg: Config) -> dict[str, Any]:
-    """``{"config": ..., "params": int, "flops_per_clip": int}`` of a config."""
+    """``{"config": ..., "params": int, "trainable_params": int, "flops_per_clip": int}`` of a
+    config (trainable: what the optimizers update; frozen sub-models such as PVDM's stage-2
+    autoencoder are in ``params`` only)."""
     with torch.device("meta"):
         method = build_method(cfg)
     return {
         "config": to_dict(cfg),
         "params": count_params(method),
+        "trainable_params": count_params(method, trainable_only=True),
         "flops_per_clip": forward_flops(cfg),
     }

@@ -268,6 +268,9 @@ def _train(
     plain = acc.unwrap_model(model, keep_torch_compile=False)
     if ema is not None and ema.shadow is not None:
         ema.shadow = [s.to(acc.device) for s in ema.shadow]
+    own_data = plain.setup_training()  # e.g. PVDM's LPIPS weights and latent cache
+    if dataset is None:
+        dataset = own_data
     batches = BatchStream(cfg, rank, step, dataset=dataset, state=stream_state)
     if batches.note:
         acc.print(batches.note)
@@ -315,7 +318,7 @@ def _train(
     try:
         while step < t.steps and not (stop_voted or (alone and stop.requested)):
             step_stream = batches.state()  # where a stop inside this step resumes
-            micro: list[tuple[Tensor, dict[str, Tensor]]] = []  # this step's batches
+            micro: list[tuple[Tensor | None, dict[str, Tensor]]] = []  # this step's batches
             for i, phase in enumerate(plain.training_phases(step)):
                 for j in range(t.grad_accum):
                     if graphed:
@@ -324,7 +327,8 @@ def _train(
                     if i == 0:  # later phases of the step see the same batches
                         clips, extra = next(batches)
                         extra = {k: v.to(acc.device) for k, v in extra.items()}
-                        micro.append((to_model_input(clips, acc.device), extra))
+                        video = None if clips is None else to_model_input(clips, acc.device)
+                        micro.append((video, extra))
                     video, extra = micro[j]
                     out = train_phase(
                         acc,
@@ -333,7 +337,7 @@ def _train(
                         groups[phase].params,
                         optimizers,
                         schedulers[phase],
-                        t.grad_clip,
+                        t.grad_clip if groups[phase].grad_clip is None else groups[phase].grad_clip,
                     )
                     bad |= ~torch.isfinite(out["loss"].detach())
                     for k, v in out.items():
@@ -423,7 +427,7 @@ def _train(
 def train_phase(
     acc: Accelerator,
     model: torch.nn.Module,
-    batch: tuple[str, Tensor, dict[str, Tensor]],
+    batch: tuple[str, Tensor | None, dict[str, Tensor]],
     params: list[torch.nn.Parameter],
     optimizers: dict[str, torch.optim.Optimizer],
     scheduler: Any,

@@ -86,6 +86,8 @@ class FrameFolders(FileSource):
         chosen = paths[start : start + self.shape.span : self.shape.stride]
         try:
             frames = [load_frame(p, self.shape.size, self.shape.channels) for p in chosen]
-        except OSError as err:  # PIL's unreadable / truncated image errors are OSErrors
+        # PIL's unreadable / truncated image errors are OSErrors; damaged headers of some
+        # formats raise ValueError or SyntaxError, absurd sizes DecompressionBombError
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             raise VideoError(f"{self.videos[index].name}: cannot read a frame ({err})") from err
         return np.stack(frames)

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from videogen.config import DataConfig
+from videogen.data.arrays import ARRAY_SUFFIXES, describe
 from videogen.data.build import build_dataset
+from videogen.data.errors import DatasetError
 from videogen.data.registry import BENCHMARKS
 from videogen.io import VIDEO_SUFFIXES, VideoError, tile, video_info, write_video
 
@@ -59,35 +61,51 @@ def _summary(values: list, many: int = 20) -> Any:
     return {"min": min(known), "max": max(known)} if known else None
 
 
-def info(path: str | Path) -> dict[str, Any]:
-    """Facts about a video file or a folder of them (searched recursively).
+def info(path: str | Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Facts about a video or array file, or a folder of them (searched recursively).
 
-    ``count``: readable videos; ``unreadable``: paths that failed; ``frames``: per video
-    (``{min, max}`` when many); ``height``, ``width``, ``fps``: the common value, per video,
-    or ``{min, max}``. A missing path raises ``FileNotFoundError``.
+    ``count``: readable videos (an array file of N videos counts N); ``unreadable``: paths that
+    failed, and ``reasons``: why each failed; ``frames``: per video, counted from the packets
+    (``{min, max}`` when many); ``height``, ``width``, ``fps``: the common value, per video, or
+    ``{min, max}``. ``options`` are the array options ``key`` and ``layout`` (see
+    ``videogen.data.arrays``). A missing path raises ``FileNotFoundError``.
     """
     path = Path(path)
+    options = dict(options or {})
+    unknown = sorted(set(options) - {"key", "layout"})
+    if unknown:
+        raise DatasetError(f"unknown data info option {unknown[0]!r}; known options: key, layout")
+    suffixes = VIDEO_SUFFIXES + ARRAY_SUFFIXES
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
-        )
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
     else:
         raise FileNotFoundError(f"{path}: no such file or folder")
-    facts, unreadable = [], []
+    facts: list[dict] = []
+    reasons: dict[str, str] = {}
     for f in files:
         try:
-            facts.append(video_info(f))
-        except VideoError:
-            unreadable.append(str(f))
+            facts.extend(_file_facts(f, options))
+        except (VideoError, DatasetError, OSError) as err:
+            reasons[str(f)] = str(err)
     column = {key: [fact[key] for fact in facts] for key in ("frames", "height", "width", "fps")}
     frames = column["frames"]
     return {
         "count": len(facts),
-        "unreadable": unreadable,
+        "unreadable": list(reasons),
+        "reasons": reasons,
         "frames": frames if len(frames) <= 20 else {"min": min(frames), "max": max(frames)},
         "height": _summary(column["height"]),
         "width": _summary(column["width"]),
         "fps": _summary(column["fps"]),
     }
+
+
+def _file_facts(path: Path, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """One ``dict(frames, height, width, fps)`` per video in the file ``path``."""
+    if path.suffix.lower() not in ARRAY_SUFFIXES:
+        return [video_info(path, count_frames=True)]
+    facts = describe(path, options.get("key"), options.get("layout", "auto"))
+    one = {"frames": facts["frames"], "height": facts["height"], "width": facts["width"]}
+    return [{**one, "fps": None}] * facts["videos"]

@@ -38,6 +38,8 @@ def evaluate_path(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     method = load_pretrained(run, device=device)
     cfg = method.cfg.data
+    if frames is not None and frames < 1:
+        raise ValueError(f"frames={frames} (--frames): a test clip needs at least 1 frame")
     changes = {k: v for k, v in (("name", data), ("root", root), ("frames", frames)) if v}
     if data and not root:
         changes["root"] = None

@@ -127,7 +127,10 @@ class Protocol:
     """Every setting that changes a number. Written next to every value in ``metrics.json``."""
 
     task: str = setting(
-        "predict", "predict, past, infill, interpolate, upsample, ...", flag="--task"
+        "predict",
+        "predict, past, infill, interpolate, upsample, ...; reconstruct: an autoencoder's "
+        "reconstructions against their inputs (PSNR/SSIM, and FVD = R-FVD)",
+        flag="--task",
     )
     # the task's arguments; the command line sets them with --known-frames and --task-arg
     task_kwargs: dict[str, Any] = setting(factory=dict, help="arguments of the task")
@@ -243,6 +246,8 @@ class Protocol:
             )
         if self.num_clips < 1 or (self.num_real or 1) < 1 or self.batch_size < 1:
             raise ProtocolError("num_clips, num_real and batch_size must be positive")
+        if self.steps is not None and self.steps < 1:
+            raise ProtocolError(f"steps={self.steps} (--steps): sampling needs at least 1 step")
         if self.i3d_resize not in RESIZE_MODES:
             raise ProtocolError(f"i3d_resize={self.i3d_resize!r}; choose one of {RESIZE_MODES}")
         if self.precision not in PRECISIONS:

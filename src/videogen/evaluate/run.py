@@ -22,6 +22,8 @@ from videogen.evaluate.generation import (
     merge_shards,
 )
 from videogen.evaluate.protocol import FRAME_METRICS, Protocol, ProtocolError, split_settings
+from videogen.evaluate.reconstruction import TASK as RECONSTRUCT
+from videogen.evaluate.reconstruction import Reconstruction
 from videogen.evaluate.report import summarise, write_outputs
 from videogen.methods.base import VideoMethod
 from videogen.metrics import load_c3d, load_i3d, load_lpips
@@ -79,6 +81,8 @@ def evaluate_run(
     dev = torch.device(device) if device is not None else state.device
     if isinstance(method, nn.Module):
         method.to(dev).eval()
+    if proto.task == RECONSTRUCT and proto.known is None:
+        method = Reconstruction(method)  # every frame is "generated": its reconstruction
     if "bpd" in proto.metrics and not callable(getattr(method, "log_likelihood", None)):
         raise ProtocolError(
             f"metric bpd needs a likelihood model; {type(method).__name__} has no log_likelihood"
@@ -196,6 +200,8 @@ def _real_features(
 def _known_row(proto: Protocol, frames: int) -> Tensor:
     if proto.known is not None:
         return make_known("indices", frames, 1, indices=proto.known)[0]
+    if proto.task == RECONSTRUCT:
+        return make_known("unconditional", frames, 1)[0]
     return make_known(proto.task, frames, 1, **proto.task_kwargs)[0]
 
 
@@ -203,7 +209,7 @@ def _check_task(proto: Protocol, known_row: Tensor, shape: tuple[int, ...]) -> N
     frames = shape[0]
     n_known = int(known_row.sum())
     frame_metrics = [m for m in proto.metrics if m in FRAME_METRICS]
-    if frame_metrics and n_known == 0:
+    if frame_metrics and n_known == 0 and proto.task != RECONSTRUCT:
         raise ProtocolError(
             f"{', '.join(frame_metrics)} compare samples with the truth of a conditional task; "
             f"task={proto.task!r} gives no known frames (use fvd/kvd/is for generation)"

@@ -16,8 +16,11 @@ registry finds it by file name). What a new method writes, and what it may leave
   update, in order; each phase is a forward pass ``method(video, phase=name, **extra)`` ->
   ``phase_loss`` -> backward -> clip -> that group's optimizer and LR schedule. A frozen
   sub-model (``requires_grad_(False)``) is in no group and outside the EMA; a group with
-  ``ema=False`` (a discriminator) is optimised but not averaged. Checkpoints hold every
-  optimizer and schedule.
+  ``ema=False`` (a discriminator) is optimised but not averaged; a group's ``grad_clip``
+  replaces ``train.grad_clip`` for it. Checkpoints hold every optimizer and schedule.
+- **Training data** (optional): ``setup_training()`` runs once before the first step and may
+  return the method's own dataset (PVDM's latent cache); its items are dicts the loss takes as
+  keywords, and the loss is called with ``video=None``.
 - **Previews**: ``preview(video, generator)`` gives the rows of the trainer's preview GIF
   (default: the clips and a sample of ``default_known``; an autoencoder shows reconstructions).
 - **Sub-models given by path** (VideoFusion's pretrained base, PVDM's autoencoder):
@@ -38,6 +41,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from videogen import checkpoint, tasks
 from videogen.config import Config
@@ -59,14 +63,15 @@ class SampleOptions:
 
 @dataclass
 class ParamGroup:
-    """Parameters updated by one optimizer. ``lr``/``betas``/``weight_decay`` of None take the
-    ``train`` section's values; ``ema``: the EMA averages these parameters."""
+    """Parameters updated by one optimizer. ``lr``/``betas``/``weight_decay``/``grad_clip`` of
+    None take the ``train`` section's values; ``ema``: the EMA averages these parameters."""
 
     params: list[nn.Parameter]
     lr: float | None = None
     betas: tuple[float, float] | None = None
     weight_decay: float | None = None
     ema: bool = True
+    grad_clip: float | None = None
 
 
 @dataclass
@@ -153,6 +158,13 @@ class VideoMethod(nn.Module):
     def param_groups(self) -> dict[str, ParamGroup]:
         """One optimizer per named group; default: every trainable parameter in "model"."""
         return {"model": ParamGroup([p for p in self.parameters() if p.requires_grad])}
+
+    def setup_training(self) -> Dataset | None:
+        """Called once by the trainer before the first step: load what only training needs
+        (PVDM: LPIPS weight files, its latent cache) and return the method's own training data
+        (items the loss takes as keywords, e.g. ``{"latents": ...}``), or None for the
+        configured clips (default)."""
+        return None
 
     def training_phases(self, step: int) -> tuple[str, ...]:
         """The groups updated at training step ``step`` (0-based), in order (default: all)."""

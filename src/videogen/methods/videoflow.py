@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from videogen.config import Config, ConfigError, from_dict
 from videogen.cuda_graphs import CudaGraphed
 from videogen.methods.base import SampleOptions, VideoMethod
-from videogen.models.videoflow_glow import Glow, data_init, from_flow, refresh_folds, to_flow
+from videogen.models.videoflow_glow import Glow
+from videogen.models.videoflow_layers import data_init, from_flow, refresh_folds, to_flow
 from videogen.models.videoflow_prior import LevelPrior, gaussian_log_prob
 
 
@@ -342,7 +343,7 @@ class VideoFlow(VideoMethod):
         overwrote its outputs before the first frame read them.) The first frame of each kind
         (with or without history, autocast state) also runs eagerly once, so that the layers'
         folded tensors exist before the compiled code reads them (see
-        ``videoflow_glow.Folded``)."""
+        ``videoflow_layers.Folded``)."""
         compiled = torch.compile(self._next_frame, **compile_kwargs)  # type: ignore[arg-type]
         primed: set[tuple] = set()
 

@@ -40,7 +40,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from videogen.models.videoflow_glow import Activation, ConvLayer, ConvStack, wide
+from videogen.models.videoflow_layers import Activation, ConvLayer, ConvStack, wide
 
 PriorKind = Literal["pointwise", "conv", "conv3d"]
 LOG_SCALE_BOUND = 10.0

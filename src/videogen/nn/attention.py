@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from videogen.nn.resblocks import group_norm
+
+# Sequences (batch x heads) per attention call. Temporal attention at every pixel makes
+# B*H*W sequences (131,072 for 32 clips of 64x64), and cuDNN's attention backward on an H200
+# fails above the CUDA grid's 65,535 ("mha_graph.execute ... is_good()"), so longer batches
+# are cut into calls of at most this many.
+MAX_SEQUENCES = 65535
 
 
 class TokenAttention(nn.Module):
@@ -27,7 +34,16 @@ class TokenAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = rearrange(self.qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.heads)
-        out = F.scaled_dot_product_attention(q, k, v)
+        per_call = max(1, MAX_SEQUENCES // self.heads)
+        if len(q) <= per_call:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = torch.cat(
+                [
+                    F.scaled_dot_product_attention(*qkv)
+                    for qkv in zip(q.split(per_call), k.split(per_call), v.split(per_call))
+                ]
+            )
         return self.proj(rearrange(out, "n h l d -> n l (h d)"))
 
 
