@@ -2,9 +2,13 @@
 
 A checkpoint is a folder ``ckpt/step-NNNNNNN/`` with the raw and EMA weights (safetensors), the
 state of every optimizer and LR scheduler (one per parameter group the method declares, by
-name), every rank's RNG state and the step. It is written into a
-hidden temporary folder and renamed into place, and ``ckpt/latest`` is replaced atomically after
-that, so a kill or a full disk mid-write never leaves a corrupt latest checkpoint.
+name), every rank's RNG state and data-stream position, and the step. It is staged in a hidden
+folder, every file fsynced, and renamed into place; ``ckpt/latest`` is replaced atomically
+after that, so a kill or a full disk mid-write never leaves a corrupt latest checkpoint.
+
+Nothing non-finite is written: weights, EMA and optimizer state are checked first, and a
+checkpoint that does not read back (truncated, corrupt, non-finite) is named in a
+``CheckpointError`` so the trainer can fall back to the one before.
 
 An export (``save_pretrained``) is a folder with ``config.json`` (the whole run config) and
 ``model.safetensors`` (EMA weights when there are any): what ``load_pretrained`` reads.
@@ -12,17 +16,20 @@ An export (``save_pretrained``) is a folder with ``config.json`` (the whole run 
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import random
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
+from videogen.atomic import replace_file, staged_folder, write_bytes
 from videogen.config import Config, ConfigError, from_dict, load_config, to_dict
 from videogen.registry import build_method
 
@@ -31,6 +38,20 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+UNREADABLE_PREFIX = "unreadable-"  # a checkpoint set aside: ``unreadable-step-0000100``
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or holds unusable values; the message names it."""
+
+
+class NonFiniteError(ValueError):
+    """Weights, EMA or optimizer state hold NaN or inf; ``names`` lists which tensors."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        super().__init__(f"non-finite values in {shown}")
 
 
 def plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -38,10 +59,33 @@ def plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def non_finite(named: Iterable[tuple[str, Any]]) -> list[str]:
+    """The names of the floating-point tensors among ``named`` that hold NaN or inf."""
+    bad = []
+    for name, value in named:
+        floating = torch.is_tensor(value) and value.is_floating_point()
+        if floating and not bool(torch.isfinite(value).all()):
+            bad.append(name)
+    return bad
+
+
+def optimizer_tensors(optimizers: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every state tensor of every optimizer (Adam's moments: where a non-finite gradient
+    stays), named ``optimizer 'group' state[i].key``; ``optimizers`` maps names to
+    optimizers or to their state dicts."""
+    out = []
+    for group, opt in optimizers.items():
+        state = opt if isinstance(opt, dict) else opt.state_dict()
+        for index, values in state.get("state", {}).items():
+            for key, value in values.items():
+                out.append((f"optimizer {group!r} state[{index}].{key}", value))
+    return out
+
+
+def torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -72,50 +116,135 @@ def save_checkpoint(
     rank_rng: list[dict[str, Any]],
     keep: int = 2,
 ) -> Path:
-    """Write checkpoint ``step`` atomically and drop all but the newest ``keep``."""
+    """Write checkpoint ``step`` and keep it and the ``keep - 1`` newest before it.
+
+    Raises ``NonFiniteError`` (writing nothing) when weights, EMA or optimizer state hold NaN
+    or inf, and ``videogen.atomic.WriteError`` when the disk refuses (the checkpoints
+    already there stay as they were).
+    """
+    weights = plain_state(model.state_dict())
+    optim = {
+        "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
+        "schedulers": {k: sched.state_dict() for k, sched in schedulers.items()},
+    }
+    named = [(f"weights {k}", v) for k, v in weights.items()]
+    named += [(f"ema {k}", v) for k, v in (ema or {}).items()]
+    bad = non_finite(named + optimizer_tensors(optim["optimizers"]))
+    if bad:
+        raise NonFiniteError(bad)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / f"step-{step:07d}"
-    tmp = ckpt_dir / f".tmp-step-{step:07d}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file(plain_state(model.state_dict()), str(tmp / WEIGHTS_NAME))
-    if ema is not None:
-        save_file(plain_state(ema), str(tmp / "ema.safetensors"))
-    torch.save(
-        {
-            "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
-            "schedulers": {k: sched.state_dict() for k, sched in schedulers.items()},
-        },
-        tmp / "optim.pt",
-    )
-    torch.save(rank_rng, tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step}))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _atomic_write_text(ckpt_dir / "latest", final.name)
-    old = sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir())[:-keep]
-    for path in old:
+    if not (final / "state.json").is_file():
+        # a complete folder of this step is this run's own, written before it stopped again
+        # where it resumed: the same state, and replacing it would leave a moment without it
+        _write_checkpoint(final, weights, ema, optim, rank_rng, step)
+    replace_file(ckpt_dir / "latest", final.name.encode())
+    older = sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir() and p.name < final.name)
+    for path in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(path, ignore_errors=True)
     return final
 
 
+def _write_checkpoint(
+    final: Path,
+    weights: dict[str, torch.Tensor],
+    ema: dict[str, torch.Tensor] | None,
+    optim: dict[str, Any],
+    rank_rng: list[dict[str, Any]],
+    step: int,
+) -> None:
+    with staged_folder(final) as tmp:
+        write_bytes(tmp / WEIGHTS_NAME, safetensors_bytes(weights))
+        if ema is not None:
+            write_bytes(tmp / "ema.safetensors", safetensors_bytes(plain_state(ema)))
+        write_bytes(tmp / "optim.pt", torch_bytes(optim))
+        write_bytes(tmp / "rng.pt", torch_bytes(rank_rng))
+        write_bytes(tmp / "state.json", json.dumps({"step": step}).encode())
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """The complete checkpoints of a run, newest (highest step) first.
+
+    ``ckpt/`` only ever holds one run's checkpoints (``--fresh`` sets an earlier run's aside,
+    unreadable ones are renamed), so the highest step is the newest, also when a kill came
+    between a checkpoint's rename and the update of ``ckpt/latest`` (which names it for
+    people and tools)."""
+    ckpt_dir = Path(run_dir) / "ckpt"
+    return sorted(
+        (p for p in ckpt_dir.glob("step-*") if (p / "state.json").is_file()), reverse=True
+    )
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a run, or None."""
-    ckpt_dir = Path(run_dir) / "ckpt"
-    pointer = ckpt_dir / "latest"
-    if pointer.is_file():
-        path = ckpt_dir / pointer.read_text().strip()
-        if (path / "state.json").is_file():
-            return path
-    complete = sorted(p for p in ckpt_dir.glob("step-*") if (p / "state.json").is_file())
-    return complete[-1] if complete else None
+    found = checkpoints(run_dir)
+    return found[0] if found else None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def _read(path: Path, reader: Callable[[Path], Any]) -> Any:
+    """``reader(path)``, or a ``CheckpointError`` naming ``path`` whatever went wrong in it
+    (truncated zip, broken pickle, refused pickle, bad header, missing file)."""
+    try:
+        return reader(path)
+    except Exception as err:  # noqa: BLE001 - any failure to read this file means it is unusable
+        raise CheckpointError(f"{path} is unreadable ({_first_line(err)})") from err
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    state = _read(path, lambda p: load_file(str(p)))
+    bad = non_finite(state.items())
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite values ({', '.join(bad[:3])})")
+    return state
+
+
+def _torch_load(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _is_rng(state: Any) -> bool:
+    return isinstance(state, dict) and torch.is_tensor(state.get("torch"))
+
+
+def read_checkpoint(path: Path, *, optimizers: bool = True) -> dict[str, Any]:
+    """Every file of checkpoint ``path`` read and checked, nothing applied yet: ``weights``,
+    ``ema`` (or None), ``optim`` (``{"optimizers", "schedulers"}``, or None when not asked),
+    ``rng`` (one dict per rank, each with ``"stream"`` when written by this version) and
+    ``step``. Raises ``CheckpointError`` naming the first file that is not usable."""
+    weights = _read_tensors(path / WEIGHTS_NAME)
+    ema_path = path / "ema.safetensors"
+    ema = _read_tensors(ema_path) if ema_path.is_file() else None
+    optim = None
+    if optimizers:
+        optim = _read(path / "optim.pt", _torch_load)
+        if isinstance(optim, dict) and "optimizer" in optim:
+            # written before methods declared groups: one, "model"
+            optim = {
+                "optimizers": {"model": optim["optimizer"]},
+                "schedulers": {"model": optim["scheduler"]},
+            }
+        if not (isinstance(optim, dict) and {"optimizers", "schedulers"} <= set(optim)):
+            raise CheckpointError(f"{path / 'optim.pt'} does not hold optimizer states")
+        bad = non_finite(optimizer_tensors(optim["optimizers"]))
+        if bad:
+            raise CheckpointError(f"{path / 'optim.pt'} holds non-finite values ({bad[0]})")
+    rng = _read(path / "rng.pt", _torch_load)
+    if not (isinstance(rng, list) and rng and all(_is_rng(r) for r in rng)):
+        raise CheckpointError(f"{path / 'rng.pt'} does not hold per-rank RNG states")
+    state = _read(path / "state.json", lambda p: json.loads(p.read_text()))
+    if not (isinstance(state, dict) and isinstance(state.get("step"), int)):
+        raise CheckpointError(f"{path / 'state.json'} does not hold the step")
+    return {"weights": weights, "ema": ema, "optim": optim, "rng": rng, "step": state["step"]}
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load a safetensors state dict, or say plainly that it is damaged or belongs to another
-    model."""
+    """Load a safetensors state dict, or say plainly that it is damaged, holds non-finite
+    values or belongs to another model."""
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
@@ -123,6 +252,17 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
             f"{path}: not a readable safetensors file ({err}); it is truncated or damaged: "
             "export the run again, or load its checkpoint (a run folder)"
         ) from err
+    bad = non_finite(state.items())
+    if bad:
+        raise ValueError(
+            f"{path} holds non-finite values ({', '.join(bad[:3])}): these weights cannot be "
+            "used; export again from a good checkpoint (`load_pretrained` of the run folder "
+            "reads its latest one) or retrain"
+        )
+    _apply_weights(model, state, path)
+
+
+def _apply_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -142,29 +282,61 @@ def load_checkpoint(
     schedulers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load weights (and the named optimizers / schedulers when given) in place; return step,
-    ema, rng. A checkpoint of another set of parameter groups is refused by name."""
-    load_weights(model, path / WEIGHTS_NAME)
-    ema_path = path / "ema.safetensors"
-    ema = load_file(str(ema_path)) if ema_path.is_file() else None
+    ema, rng. Every file is read and checked before anything is loaded: an unusable file is
+    a ``CheckpointError`` naming it, with the model untouched. A checkpoint of another set of
+    parameter groups is refused by name (a ``ValueError``)."""
+    found = read_checkpoint(path, optimizers=bool(optimizers))
     if optimizers:
-        saved = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
-        if "optimizer" in saved:  # written before methods declared groups: one, "model"
-            saved = {
-                "optimizers": {"model": saved["optimizer"]},
-                "schedulers": {"model": saved["scheduler"]},
-            }
+        saved = found["optim"]
         if set(saved["optimizers"]) != set(optimizers):
             raise ValueError(
                 f"{path} holds optimizers {sorted(saved['optimizers'])} but the method trains "
                 f"{sorted(optimizers)}; resume with the config that wrote it, or train --fresh"
             )
+    _apply_weights(model, found["weights"], path / WEIGHTS_NAME)
+    if optimizers:
         for name, opt in optimizers.items():
             opt.load_state_dict(saved["optimizers"][name])
         for name, sched in (schedulers or {}).items():
             sched.load_state_dict(saved["schedulers"][name])
-    rng = torch.load(path / "rng.pt", weights_only=True)
-    step = json.loads((path / "state.json").read_text())["step"]
-    return {"step": step, "ema": ema, "rng": rng}
+    return {"step": found["step"], "ema": found["ema"], "rng": found["rng"]}
+
+
+def load_latest(
+    run_dir: Path,
+    report: Callable[[str], None],
+    *,
+    set_aside: bool,
+    **targets: Any,
+) -> tuple[Path, dict[str, Any]] | None:
+    """Load the newest checkpoint of ``run_dir`` that reads back (``load_checkpoint`` with
+    ``targets``); None when the run has none. An unusable one is reported, renamed to
+    ``ckpt/unreadable-step-N`` when ``set_aside`` (one process does that), and the one
+    before it is tried. Raises ``CheckpointError`` when checkpoints exist but none reads."""
+    found = checkpoints(run_dir)
+    errors = []
+    for i, path in enumerate(found):
+        try:
+            state = load_checkpoint(path, **targets)
+        except CheckpointError as err:
+            errors.append(str(err))
+            aside = path.with_name(UNREADABLE_PREFIX + path.name)
+            if set_aside:
+                shutil.rmtree(aside, ignore_errors=True)
+                path.rename(aside)
+            kept = f"set aside as {aside}" if set_aside else "skipped"
+            after = f"resuming from {found[i + 1]} instead" if i + 1 < len(found) else ""
+            report(f"checkpoint {err}; {kept}" + (f"; {after}" if after else ""))
+            continue
+        if errors and set_aside:  # `latest` names a checkpoint that exists again
+            replace_file(path.parent / "latest", path.name.encode())
+        return path, state
+    if errors:
+        raise CheckpointError(
+            f"no checkpoint of {run_dir / 'ckpt'} reads back ({'; '.join(errors)}); "
+            "restore the files, or train --fresh to start over (it sets them aside)"
+        )
+    return None
 
 
 # --------------------------------------------------------------------------- exports
@@ -173,16 +345,19 @@ def load_checkpoint(
 def save_pretrained(
     method: VideoMethod, path: str | Path, ema: dict[str, torch.Tensor] | None = None
 ) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` (the EMA weights when given)."""
+    """Write ``config.json`` + ``model.safetensors`` (the EMA weights when given), each
+    atomically. Raises ``NonFiniteError`` (writing nothing) for NaN/inf weights."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path / CONFIG_NAME, json.dumps(to_dict(method.cfg), indent=2))
-    tmp = path / f".{WEIGHTS_NAME}.tmp"
     state = method.state_dict()
     if ema is not None:
         state.update({k: v for k, v in ema.items() if k in state})
-    save_file(plain_state(state), str(tmp))
-    os.replace(tmp, path / WEIGHTS_NAME)
+    state = plain_state(state)
+    bad = non_finite(state.items())
+    if bad:
+        raise NonFiniteError(bad)
+    path.mkdir(parents=True, exist_ok=True)
+    replace_file(path / CONFIG_NAME, json.dumps(to_dict(method.cfg), indent=2).encode())
+    replace_file(path / WEIGHTS_NAME, safetensors_bytes(state))
     return path
 
 

@@ -10,21 +10,28 @@ the EMA weights are exported.
 
 Things worth knowing:
 - No host sync per step: losses are summed on the device and read once per log interval; a
-  non-finite loss is noticed then (and before every checkpoint), and the run stops with the
-  last good checkpoint kept.
-- The training stream is reseeded from (seed, rank, step) at the start and after every
-  checkpoint, so a resumed run draws exactly the batches the uninterrupted run would have.
-- Only rank 0 writes files; every rank seeds itself with ``seed + rank``.
-- Ctrl-C (or SIGTERM) saves a checkpoint before exiting; ``train.max_minutes`` ends the run
-  on time instead, with the checkpoint and export of a finished run.
+  non-finite loss is noticed then (and before every checkpoint). Weights, EMA and optimizer
+  state are checked before every write: nothing non-finite is ever saved, and the message
+  names the last good checkpoint, or says there is none.
+- The data stream (``videogen.batch_stream``) is reseeded from (seed, rank, step) at the start
+  and at every mid-run checkpoint; each checkpoint records where the stream stands, so a run
+  resumed from any checkpoint draws exactly the batches the uninterrupted run would have.
+- Only rank 0 writes files; every rank seeds itself with ``seed + rank``. Files are staged,
+  fsynced and renamed (``videogen.atomic``); a full disk ends the run with one message and
+  the previous checkpoint intact. An unreadable checkpoint is set aside and the one before
+  it is used.
+- Ctrl-C (or SIGTERM) asks the run to stop (``videogen.stop_signal``): the step in progress
+  ends, a checkpoint is saved and the run exits. ``train.max_minutes`` ends the run on time
+  instead, with the checkpoint and export of a finished run. ``--fresh`` sets an earlier
+  run's files aside (``videogen.run_files``) before it starts.
 """
 
 from __future__ import annotations
 
+import errno
 import json
-import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +41,16 @@ from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin, s
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from videogen.atomic import WriteError, append_line, remove_staged, replace_file, write_error
+from videogen.batch_stream import BatchStream
 from videogen.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
+    CheckpointError,
+    NonFiniteError,
+    checkpoints,
+    load_latest,
+    non_finite,
+    optimizer_tensors,
+    read_checkpoint,
     rng_state,
     save_checkpoint,
     save_pretrained,
@@ -47,6 +61,8 @@ from videogen.config import Config, save_config
 from videogen.ema import EMA, ema_weights
 from videogen.methods.base import ParamGroup, VideoMethod
 from videogen.registry import build_method, method_class
+from videogen.run_files import set_aside_previous_run
+from videogen.stop_signal import StopSignal
 
 
 class TrainingError(RuntimeError):
@@ -75,9 +91,22 @@ def make_optimizer(group: ParamGroup, cfg: Config) -> torch.optim.Optimizer:
         "eps": t.eps,
         "weight_decay": t.weight_decay if group.weight_decay is None else group.weight_decay,
     }
+    check_lr(kwargs["lr"], group, "train.lr" if group.lr is None else "the group's lr")
     if torch.cuda.is_available():
         kwargs["fused"] = True
     return cls(group.params, **kwargs)
+
+
+def check_lr(lr: float, group: ParamGroup, key: str) -> None:
+    """A learning rate beyond the parameters' largest float makes every Adam update overflow
+    (torch refuses the step): say so before training, not in a traceback."""
+    largest = min((torch.finfo(p.dtype).max for p in group.params), default=float("inf"))
+    if not abs(lr) <= largest:
+        raise TrainingError(
+            f"{key}={lr:g} does not fit the parameters' float type (largest {largest:.3g}): "
+            "every update would make the weights non-finite, so nothing was trained or "
+            "written. Lower it (the paper configs use 1e-4 to 2e-4)."
+        )
 
 
 def warmup_schedule(optimizer: torch.optim.Optimizer, warmup: int):
@@ -105,58 +134,30 @@ def dynamo_plugin(cfg: Config) -> TorchDynamoPlugin:
     return TorchDynamoPlugin(backend="inductor", options=options)
 
 
-def split_batch(batch: Any) -> tuple[Tensor | None, dict[str, Tensor]]:
-    """A loader batch is uint8 clips ``(B, T, H, W, C)``, ``(clips, labels)``, or a dict with
-    ``video`` and other inputs of the loss (no ``video``: a method's own training data, such
-    as cached latents)."""
-    if isinstance(batch, (tuple, list)):
-        return batch[0], {"labels": batch[1]}
-    if isinstance(batch, dict):
-        return batch.get("video"), {k: v for k, v in batch.items() if k != "video"}
-    return batch, {}
+def good_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of ``run_dir`` that reads back with finite values, or None."""
+    for path in checkpoints(run_dir):
+        try:
+            read_checkpoint(path)
+        except CheckpointError:
+            continue
+        return path
+    return None
 
 
-def data_stream(
-    cfg: Config, seed: int, dataset: Iterable | None = None
-) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
-    """Endless batches of uint8 clips from the configured dataset (or ``dataset``)."""
-    from videogen.data import build_dataset
+def kept_checkpoint(run_dir: Path) -> str:
+    """What a stopped run leaves to resume from, in words (checked, so it is true)."""
+    good = good_checkpoint(run_dir)
+    if good is None:
+        return f"No good checkpoint exists in {run_dir / 'ckpt'}: running again starts at step 0."
+    return f"The last good checkpoint is {good}: running again resumes from it."
 
-    ds = dataset if dataset is not None else build_dataset(cfg.data, "train", seed=seed)
-    is_iterable = isinstance(ds, torch.utils.data.IterableDataset)
-    generator = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(
-        ds,
-        worker_init_fn=_ignore_stop_signals,
-        batch_size=cfg.train.batch_size,
-        shuffle=not is_iterable,
-        generator=None if is_iterable else generator,
-        num_workers=cfg.data.num_workers,
-        drop_last=True,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,
+
+def non_finite_stop(what: str, run_dir: Path) -> TrainingError:
+    return TrainingError(
+        f"{what}; the run stopped and wrote nothing non-finite. {kept_checkpoint(run_dir)} "
+        "Lower train.lr, raise train.warmup or set train.grad_clip."
     )
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield split_batch(batch)
-        if empty:
-            raise TrainingError(
-                f"dataset {cfg.data.name!r} gave no full batch of {cfg.train.batch_size} clips"
-            )
-
-
-def _ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's signature
-    # Ctrl-C and `timeout`/`kill` reach the whole process group. Workers ignore them and stop
-    # when the main process shuts the loader down, so the main process can save a checkpoint
-    # instead of dying of "DataLoader worker killed by signal".
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def stream_seed(seed: int, rank: int, step: int) -> int:
-    return (seed * 1_000_003 + rank * 7_919 + step) % (2**31 - 1)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -175,8 +176,31 @@ def train(
     With ``resume`` a run folder that holds a checkpoint continues from it. ``dataset``
     replaces the configured data (any dataset of uint8 ``(T, H, W, C)`` clips).
     """
+    run_dir = Path(out if out is not None else cfg.train.out)
+    with StopSignal() as stop:
+        try:
+            return _train(cfg, run_dir, resume, dataset, progress, stop)
+        except NonFiniteError as err:  # an export or snapshot of non-finite weights
+            raise non_finite_stop(str(err), run_dir) from err
+        except WriteError as err:
+            raise TrainingError(f"{err}. {kept_checkpoint(run_dir)}") from err
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # a full disk met outside the checkpoint writers (config, TensorBoard events)
+            where = Path(err.filename) if err.filename else run_dir
+            raise TrainingError(f"{write_error(where, err)}. {kept_checkpoint(run_dir)}") from err
+
+
+def _train(
+    cfg: Config,
+    run_dir: Path,
+    resume: bool,
+    dataset: Iterable | None,
+    progress: bool,
+    stop: StopSignal,
+) -> Path:
     t = cfg.train
-    run_dir = Path(out if out is not None else t.out)
     plugin = dynamo_plugin(cfg)
     acc = Accelerator(
         cpu=not torch.cuda.is_available(),  # lets `torchrun` / `accelerate launch` run on CPUs
@@ -197,8 +221,15 @@ def train(
     cfg = method.cfg  # sub-models given by path resolved: what the run folder records
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            aside = set_aside_previous_run(run_dir)
+            if aside is not None:
+                acc.print(f"--fresh: the earlier run's files are set aside in {aside}")
+        for stale in remove_staged(run_dir / "ckpt"):
+            acc.print(f"removed {stale}: a checkpoint whose writing was cut off")
         save_config(cfg, run_dir / "config.yaml")
         acc.init_trackers("tb")
+    acc.wait_for_everyone()  # the run folder is settled before any rank reads checkpoints
 
     if t.channels_last:
         set_memory_format(method)
@@ -209,14 +240,21 @@ def train(
     ema = EMA(method, t.ema_decay, t.ema_warmup, averaged) if t.ema_decay else None
 
     step = 0
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, model=method, optimizers=optimizers, schedulers=schedulers)
+    rank = acc.process_index
+    stream_state = None
+    loaded = None
+    if resume:
+        targets = {"model": method, "optimizers": optimizers, "schedulers": schedulers}
+        loaded = load_latest(run_dir, acc.print, set_aside=main, **targets)
+    if loaded is not None:
+        ckpt, state = loaded
         step = state["step"]
         if ema is not None and state["ema"] is not None:
             ema.load_state_dict(state["ema"])
         rngs = state["rng"]
-        set_rng_state(rngs[min(acc.process_index, len(rngs) - 1)])
+        set_rng_state(rngs[min(rank, len(rngs) - 1)])
+        if rank < len(rngs):
+            stream_state = rngs[rank].get("stream")
         acc.print(f"resumed from {ckpt} at step {step}")
 
     group_names = list(optimizers)
@@ -230,15 +268,24 @@ def train(
     plain = acc.unwrap_model(model, keep_torch_compile=False)
     if ema is not None and ema.shadow is not None:
         ema.shadow = [s.to(acc.device) for s in ema.shadow]
-    rank = acc.process_index
     own_data = plain.setup_training()  # e.g. PVDM's LPIPS weights and latent cache
     if dataset is None:
         dataset = own_data
-    batches = data_stream(cfg, stream_seed(t.seed, rank, step), dataset)
+    batches = BatchStream(cfg, rank, step, dataset=dataset, state=stream_state)
+    if batches.note:
+        acc.print(batches.note)
     log_file = run_dir / "metrics.jsonl"
 
-    def checkpoint(at: int) -> None:
-        rngs = acc.gather_for_metrics([rng_state()], use_gather_object=True)
+    def checkpoint(at: int, stream: dict | None = None) -> None:
+        # every rank checks (weights, EMA and optimizer state agree across ranks), so all
+        # stop together; the first non-finite tensor is never written as a good checkpoint
+        named = [(f"weights {k}", v) for k, v in plain.state_dict().items()]
+        named += [(f"ema {k}", v) for k, v in (ema.state_dict() or {}).items()] if ema else []
+        bad_names = non_finite(named + optimizer_tensors(optimizers))
+        if bad_names:
+            raise non_finite_stop(f"{NonFiniteError(bad_names)} at step {at}", run_dir)
+        mine = {**rng_state(), "stream": stream if stream is not None else batches.state()}
+        rngs = acc.gather_for_metrics([mine], use_gather_object=True)
         if main:
             save_checkpoint(
                 run_dir / "ckpt",
@@ -250,12 +297,9 @@ def train(
                 rank_rng=rngs,
             )
 
-    interrupted = False
-
-    def on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
+    # one process reads the stop flag every step; several agree on it at log steps
+    alone = acc.num_processes == 1
+    stop_voted = False
     sums: dict[str, Tensor] = {}
     count = 0
     bad = torch.zeros((), dtype=torch.bool, device=acc.device)
@@ -270,8 +314,10 @@ def train(
     snapshots = pending_snapshots(run_dir, t.snapshot_minutes)
     graphed = uses_cuda_graphs(plugin.options)
     model.train()
+    step_stream = batches.state()
     try:
-        while step < t.steps:
+        while step < t.steps and not (stop_voted or (alone and stop.requested)):
+            step_stream = batches.state()  # where a stop inside this step resumes
             micro: list[tuple[Tensor | None, dict[str, Tensor]]] = []  # this step's batches
             for i, phase in enumerate(plain.training_phases(step)):
                 for j in range(t.grad_accum):
@@ -311,14 +357,12 @@ def train(
                 now = time.perf_counter()
                 out_of_time = t.max_minutes is not None and now - started > 60 * t.max_minutes
                 flags = [bad.float(), torch.tensor(float(out_of_time), device=acc.device)]
+                flags.append(torch.tensor(float(stop.requested), device=acc.device))
                 values = acc.reduce(torch.stack([sums[k] for k in names] + flags), "mean")
-                *losses, non_finite, time_up = values.tolist()  # the one host sync
-                if non_finite > 0:
-                    raise TrainingError(
-                        f"non-finite loss before step {step}; the run stopped and the last good "
-                        f"checkpoint in {run_dir / 'ckpt'} is kept. Lower train.lr, raise "
-                        "train.warmup or set train.grad_clip."
-                    )
+                *losses, loss_bad, time_up, stop_vote = values.tolist()  # the one host sync
+                if loss_bad > 0:
+                    raise non_finite_stop(f"non-finite loss before step {step}", run_dir)
+                stop_voted = stop_vote > 0
                 record = {k: v / count for k, v in zip(names, losses)}
                 minutes = (now - started) / 60
                 record.update(
@@ -330,8 +374,7 @@ def train(
                 last_log, sums, count = now, {}, 0
                 acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
                 if main:
-                    with log_file.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
+                    append_line(log_file, json.dumps(record))
                     bar.set_postfix(
                         loss=f"{record.get('loss', record.get(f'{group_names[0]}/loss')):.4f}"
                     )
@@ -344,28 +387,40 @@ def train(
                 write_preview(plain, ema, cfg, run_dir / "samples" / f"step-{step:07d}.gif")
             if t.ckpt_every and step % t.ckpt_every == 0 and step < t.steps:
                 if acc.reduce(bad.float(), reduction="sum").item() > 0:
-                    raise TrainingError(f"non-finite loss before step {step}; checkpoint skipped")
+                    raise non_finite_stop(f"non-finite loss before step {step}", run_dir)
+                batches.new_segment(step)  # the checkpoint records the new segment's start
                 checkpoint(step)
-                batches = data_stream(cfg, stream_seed(t.seed, rank, step), dataset)
-    except KeyboardInterrupt:
-        interrupted = True
-        bar.close()
-        batches.close()  # shut the loader's workers down before writing
-        if not bad.item():
-            acc.print(f"\ninterrupted at step {step}: saving a checkpoint")
+        if step < t.steps and (stop_voted or (alone and stop.requested)):
+            batches.close()  # the workers are joined before anything is written
+            bar.close()
+            if acc.reduce(bad.float(), reduction="sum").item() > 0:
+                raise non_finite_stop(f"non-finite loss before step {step}", run_dir)
+            acc.print(f"\n{stop.name or 'stop'} received: saving a checkpoint at step {step}")
             checkpoint(step)
-    finally:
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        # raised inside a step (a second signal, or the code itself): the last completed
+        # step is saved, with the stream where that step began; the flag path above has
+        # saved already
+        batches.close()
         bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if not stop.requested and not bad.item():
+            acc.print(f"\ninterrupted at step {step}: saving a checkpoint")
+            checkpoint(step, step_stream)
+        acc.end_training()
+        raise
+    finally:
+        batches.close()
+        bar.close()
 
-    if not interrupted:
-        checkpoint(step)
-        if main:
-            export(plain, ema, run_dir / "export")
+    if t.ckpt_every and step % t.ckpt_every == 0:
+        # a run that goes on from here starts the segment of this step, as one that never
+        # stopped does
+        batches.new_segment(step)
+    checkpoint(step)
+    if main:
+        export(plain, ema, run_dir / "export")
     acc.end_training()
-    if interrupted:
-        raise KeyboardInterrupt
     return run_dir
 
 
@@ -409,7 +464,7 @@ def write_snapshot(
     and the minutes actually trained when it was taken)."""
     path = export(method, ema, run_dir / "snapshots" / f"{due:g}min")
     info = {"due_minutes": due, "minutes": minutes, "step": step}
-    (path / "snapshot.json").write_text(json.dumps(info) + "\n")
+    replace_file(path / "snapshot.json", (json.dumps(info) + "\n").encode())
     return path
 
 

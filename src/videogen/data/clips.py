@@ -229,23 +229,51 @@ class TrainClips(IterableDataset):
     def __iter__(self) -> Iterator[torch.Tensor]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        rng = np.random.default_rng([self.seed, worker])
         left = None
         if self.length is not None:
             left = self.length // workers + (worker < self.length % workers)
-        chunk = getattr(self.source, "chunk", 1)
-        labelled = getattr(self.source, "labelled", False)
-        while left is None or left > 0:
-            n = chunk if left is None else min(chunk, left)
-            if labelled:
-                clips, labels = self.source.sample_labelled(rng, n)
-                for clip, label in zip(clips, labels):
-                    yield torch.from_numpy(clip), torch.tensor(int(label))
-            else:
-                for clip in self.source.sample(rng, n):
-                    yield torch.from_numpy(clip)
-            if left is not None:
-                left -= n
+        for item, _ in clip_stream(self.source, self.seed, worker, limit=left):
+            yield item
+
+
+def clip_stream(
+    source: ClipSource,
+    seed: int,
+    worker: int,
+    *,
+    limit: int | None = None,
+    position: dict | None = None,
+) -> Iterator[tuple[torch.Tensor | tuple[torch.Tensor, torch.Tensor], dict]]:
+    """The clips worker ``worker`` of a ``TrainClips(source, seed)`` stream yields (``limit``
+    of them, or forever), each with the stream's position after it.
+
+    A position is ``{"rng": numpy bit-generator state, "offset": clips taken}``: the
+    generator's state before the chunk being read and how many of that chunk's clips are
+    used. Starting at ``position`` renders that one chunk again and continues after its
+    ``offset`` clips: the same clips as the stream that was not stopped.
+    """
+    rng = np.random.default_rng([seed, worker])
+    skip = 0
+    if position is not None:
+        rng.bit_generator.state = position["rng"]
+        skip = position["offset"]
+    chunk = getattr(source, "chunk", 1)
+    labelled = getattr(source, "labelled", False)
+    while limit is None or limit > 0:
+        n = chunk if limit is None else min(chunk, limit)
+        before = rng.bit_generator.state
+        if labelled:
+            clips, labels = source.sample_labelled(rng, n)
+            items = [(torch.from_numpy(c), torch.tensor(int(y))) for c, y in zip(clips, labels)]
+        else:
+            items = [torch.from_numpy(c) for c in source.sample(rng, n)]
+        after = rng.bit_generator.state
+        for i in range(skip, len(items)):
+            done = i + 1 == len(items)  # a used-up chunk: continue from the state after it
+            yield items[i], {"rng": after if done else before, "offset": 0 if done else i + 1}
+        skip = 0
+        if limit is not None:
+            limit -= n
 
 
 class TestClips(Dataset):
