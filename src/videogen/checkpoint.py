@@ -70,9 +70,14 @@ def save_checkpoint(
     optimizers: dict[str, torch.optim.Optimizer],
     schedulers: dict[str, Any],
     rank_rng: list[dict[str, Any]],
+    batch_size: int | None = None,
     keep: int = 2,
 ) -> Path:
-    """Write checkpoint ``step`` atomically and drop all but the newest ``keep``."""
+    """Write checkpoint ``step`` atomically and drop all but the newest ``keep``.
+
+    ``rank_rng`` holds one RNG state per process; ``state.json`` records the step, the number
+    of processes and the per-process ``batch_size`` (what a resume on another number of
+    processes compares with)."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / f"step-{step:07d}"
     tmp = ckpt_dir / f".tmp-step-{step:07d}"
@@ -90,7 +95,8 @@ def save_checkpoint(
         tmp / "optim.pt",
     )
     torch.save(rank_rng, tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step}))
+    info = {"step": step, "processes": len(rank_rng), "batch_size": batch_size}
+    (tmp / "state.json").write_text(json.dumps(info))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -142,7 +148,9 @@ def load_checkpoint(
     schedulers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load weights (and the named optimizers / schedulers when given) in place; return step,
-    ema, rng. A checkpoint of another set of parameter groups is refused by name."""
+    ema, rng (one state per process that wrote it) and batch_size (per process; None in
+    checkpoints written before it was recorded). A checkpoint of another set of parameter
+    groups is refused by name."""
     load_weights(model, path / WEIGHTS_NAME)
     ema_path = path / "ema.safetensors"
     ema = load_file(str(ema_path)) if ema_path.is_file() else None
@@ -163,8 +171,8 @@ def load_checkpoint(
         for name, sched in (schedulers or {}).items():
             sched.load_state_dict(saved["schedulers"][name])
     rng = torch.load(path / "rng.pt", weights_only=True)
-    step = json.loads((path / "state.json").read_text())["step"]
-    return {"step": step, "ema": ema, "rng": rng}
+    info = json.loads((path / "state.json").read_text())
+    return {"step": info["step"], "ema": ema, "rng": rng, "batch_size": info.get("batch_size")}
 
 
 # --------------------------------------------------------------------------- exports

@@ -14,7 +14,9 @@ Things worth knowing:
   last good checkpoint kept.
 - The training stream is reseeded from (seed, rank, step) at the start and after every
   checkpoint, so a resumed run draws exactly the batches the uninterrupted run would have.
-- Only rank 0 writes files; every rank seeds itself with ``seed + rank``.
+- Only rank 0 writes files; every rank seeds itself with ``seed + rank``. ``train.batch_size``
+  is per process: N processes train on a global batch of N x batch_size. A checkpoint resumes
+  on another number of processes with fresh per-rank random states (``restore_rank_rng``).
 - Ctrl-C (or SIGTERM) saves a checkpoint before exiting; ``train.max_minutes`` ends the run
   on time instead, with the checkpoint and export of a finished run.
 """
@@ -159,6 +161,46 @@ def stream_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**31 - 1)
 
 
+def restore_rank_rng(
+    saved: list[dict[str, Any]],
+    *,
+    rank: int,
+    world: int,
+    seed: int,
+    step: int,
+    batch_size: tuple[int | None, int],
+) -> str | None:
+    """Restore this rank's RNG state from a checkpoint's per-rank states ``saved``.
+
+    With as many processes as wrote the checkpoint each rank takes its own state back (the run
+    continues exactly). With another number no saved state belongs to this rank: handing one
+    rank's state to several would give them the same noise, timesteps and masks, so every
+    rank is seeded afresh from ``(seed, rank, step)`` instead, and the returned message says so
+    and what became of the global batch (``batch_size`` = (saved, now), per process; the saved
+    one is None in older checkpoints). Returns None when nothing changed."""
+    if len(saved) == world:
+        set_rng_state(saved[rank])
+        return None
+    # a seed apart from the data stream's (seeded with stream_seed itself)
+    set_seed((stream_seed(seed, rank, step) + 104_729) % (2**31 - 1))
+    then, now = batch_size
+    note = (
+        f"the checkpoint was written by {len(saved)} processes and this run has {world}; "
+        f"each rank's random state is reseeded from (train.seed, rank, step), so the run goes "
+        "on with independent noise per rank but does not repeat an uninterrupted run's draws"
+    )
+    if then is None:
+        return note + f"; the global batch is now {world} x train.batch_size={now}"
+    old_global, new_global = len(saved) * then, world * now
+    if old_global == new_global:
+        return note + f"; the global batch stays {new_global} ({world} x {now})"
+    keep = f"train.batch_size={old_global // world}" if old_global % world == 0 else None
+    return note + (
+        f"; the global batch changes from {old_global} ({len(saved)} x {then}) to "
+        f"{new_global} ({world} x {now})" + (f": set {keep} to keep it" if keep else "")
+    )
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -215,9 +257,15 @@ def train(
         step = state["step"]
         if ema is not None and state["ema"] is not None:
             ema.load_state_dict(state["ema"])
-        rngs = state["rng"]
-        set_rng_state(rngs[min(acc.process_index, len(rngs) - 1)])
-        acc.print(f"resumed from {ckpt} at step {step}")
+        note = restore_rank_rng(
+            state["rng"],
+            rank=acc.process_index,
+            world=acc.num_processes,
+            seed=t.seed,
+            step=step,
+            batch_size=(state["batch_size"], t.batch_size),
+        )
+        acc.print(f"resumed from {ckpt} at step {step}" + (f": {note}" if note else ""))
 
     group_names = list(optimizers)
     model, *prepared = acc.prepare(method, *optimizers.values(), *schedulers.values())
@@ -248,6 +296,7 @@ def train(
                 optimizers=optimizers,
                 schedulers=schedulers,
                 rank_rng=rngs,
+                batch_size=t.batch_size,
             )
 
     interrupted = False
