@@ -247,9 +247,7 @@ def test_resume_on_another_number_of_processes_reseeds_every_rank():
     assert torch.equal(torch.get_rng_state(), states[1])
 
 
-def test_two_processes_write_once_seed_each_rank_and_resume_across_world_sizes(
-    tmp_path, capsys
-):
+def test_two_processes_write_once_seed_each_rank_and_resume_across_world_sizes(tmp_path, capsys):
     """`torchrun` with two CPU processes (gloo): rank 0 alone writes the log and checkpoints,
     every rank keeps its own RNG state, losses are averaged over ranks. The run then resumes
     on one process (at the same global batch) and back on two, each rank reseeded."""
