@@ -202,11 +202,27 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """End a launch that ran out of time, telling why it hung: every worker gets SIGABRT first,
-    and with PYTHONFAULTHANDLER set (``launch`` sets it) writes every thread's Python stack into
-    the log; then the launcher's process group gets SIGTERM, and SIGKILL 30 s later."""
-    for pid in child_pids(proc.pid):
+def native_stacks(pids: list[int], path: Path) -> None:
+    """Every thread's native stack of each process in ``pids``, by gdb where it is installed."""
+    if shutil.which("gdb") is None or not pids:
+        return
+    with path.open("a") as f:
+        for pid in pids:
+            f.write(f"=== pid {pid}\n")
+            f.flush()
+            cmd = ["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=60)
+
+
+def stop(proc: subprocess.Popen, folder: Path) -> None:
+    """End a launch that ran out of time or hung at exit, telling why: the native stacks of its
+    workers go to ``folder/stacks.log`` (gdb), then every worker gets SIGABRT, which with
+    PYTHONFAULTHANDLER set (``launch`` sets it) writes each thread's Python stack into the log;
+    then the launcher's process group gets SIGTERM, and SIGKILL 30 s later."""
+    workers = child_pids(proc.pid)
+    native_stacks(workers, folder / "stacks.log")
+    for pid in workers:
         with contextlib.suppress(ProcessLookupError):  # ended meanwhile
             os.kill(pid, signal.SIGABRT)
     time.sleep(2)
@@ -215,6 +231,18 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+FINISHED = ("export: ", "wrote ")  # the last lines of `videogen train` and `videogen eval`
+
+
+def finished_line(log: Path) -> bool:
+    """Has the command printed its last line (the work is done and written)?"""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(line.startswith(FINISHED) for line in text.splitlines())
 
 
 def launch(
@@ -226,9 +254,12 @@ def launch(
     accelerate: bool = False,
     timeout: float = 600,
     every: float = 0.5,
+    exit_grace: float = 30,
 ) -> dict[str, Any]:
     """Run ``videogen args`` on ``procs`` processes, sampling the GPUs every ``every`` s; a run
-    over ``timeout`` s is stopped with its workers' stacks in the log (``stop``). Writes
+    over ``timeout`` s is stopped with its workers' stacks in the log (``stop``), and so is one
+    whose processes have not all ended ``exit_grace`` s after the command printed its last line
+    (``finished_line``: the training or evaluation is then complete). Writes
     ``folder/launch.log`` and ``folder/launch.json`` and returns the latter's dict.
 
     Utilisation is averaged over the samples taken once ``folder/metrics.jsonl`` exists (the
@@ -245,15 +276,23 @@ def launch(
     had_metrics = (folder / "metrics.jsonl").is_file()  # a resumed copy already has them
     samples: list[tuple[bool, list[tuple[int, float, float]]]] = []
     started = time.perf_counter()
-    timed_out = False
+    timed_out = hung_at_exit = False
+    finished: float | None = None
     with (folder / "launch.log").open("w") as log:
         proc = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         while proc.poll() is None:
-            if time.perf_counter() - started > timeout and not timed_out:
+            now = time.perf_counter()
+            if finished is None and finished_line(folder / "launch.log"):
+                finished = now
+            if finished is not None and now - finished > exit_grace:
+                hung_at_exit = True  # the work is done and written; a process does not end
+                stop(proc, folder)
+                break
+            if now - started > timeout:
                 timed_out = True
-                stop(proc)
+                stop(proc, folder)
                 break
             rows = gpu_sample()
             if rows is None:
@@ -287,11 +326,13 @@ def launch(
         "gpus": gpus,
         "rc": rc,
         "timed_out": timed_out,
+        "hung_at_exit": hung_at_exit,
         "wall_s": wall,
         "per_gpu": per_gpu or None,
     }
     (folder / "launch.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"{folder}: rc {rc}{' (timed out)' if timed_out else ''}, {wall:.1f} s", flush=True)
+    why = " (timed out)" if timed_out else " (hung at exit)" if hung_at_exit else ""
+    print(f"{folder}: rc {rc}{why}, {wall:.1f} s", flush=True)
     return info
 
 
@@ -361,7 +402,8 @@ def method_summary(folder: Path, window: int) -> dict[str, Any]:
         info = launch_info(run)
         if info is not None:
             result["launches"][part] = {
-                k: info[k] for k in ("processes", "rc", "timed_out", "wall_s", "per_gpu")
+                k: info.get(k)
+                for k in ("processes", "rc", "timed_out", "hung_at_exit", "wall_s", "per_gpu")
             }
     one, two = loss_series(read_records(runs["1gpu"])), loss_series(read_records(runs["2gpu"]))
     if one and two:
@@ -439,7 +481,9 @@ def markdown(results: dict[str, Any], header: str) -> str:
             gpus = info["per_gpu"] or {}
             util = ", ".join(fmt(g["util_mean"], ".0f") for g in gpus.values()) or "—"
             mem = ", ".join(fmt(g["mem_peak_mib"], ".0f") for g in gpus.values()) or "—"
-            rc = f"{info['rc']}{' (timed out)' if info['timed_out'] else ''}"
+            why = " (timed out)" if info["timed_out"] else ""
+            why += " (hung at exit: stacks.log)" if info.get("hung_at_exit") else ""
+            rc = f"{info['rc']}{why}"
             lines.append(
                 f"| {part} | {info['processes']} | {rc} | {info['wall_s']:.1f} | {util} | {mem} |"
             )

@@ -19,7 +19,7 @@
 # "mcvd ramvid compile pvdm" (default all, in this order).
 set -u
 out=$(realpath -m "${OUT:-ddp-out}")
-work=${DDP_WORK:-/tmp/videogen-ddp}
+work=$(realpath -m "${DDP_WORK:-runs/ddp}")
 budget=${DDP_BUDGET_S:-510}
 parts=${DDP_PARTS:-mcvd ramvid compile pvdm}
 tiny=${DDP_TINY:-0}
@@ -106,6 +106,14 @@ m=$work/mcvd r=$work/ramvid
 mcvd_train=(train "${quiet[@]}" configs/mcvd/smmnist.yaml "${common[@]}" "${mcvd[@]}")
 ramvid_train=(train "${quiet[@]}" "$ramvid_cfg" "${common[@]}" "${ramvid[@]}")
 half=$((mcvd_batch / 2)) rhalf=$((ramvid_batch / 2))
+note "MCVD: configs/mcvd/smmnist.yaml ${mcvd[*]}: curves $mcvd_steps steps at a global batch of \
+$mcvd_batch (1 x $mcvd_batch, 2 x $half); throughput at $mcvd_batch per process"
+note "RaMViD: $ramvid_cfg ${ramvid[*]}: curves $ramvid_steps steps at a global batch of \
+$ramvid_batch; throughput at $ramvid_batch per process ($ramvid_tput steps)"
+note "PVDM: configs/pvdm/moving_digits_diffusion.yaml ${pvdm[*]} over $pvdm_items cached items \
+of a 10-step stage-1 export: curves $pvdm_steps steps at a global batch of $pvdm_batch"
+note "common overrides: ${common[*]}; eval: ssim, psnr and FVD with a random I3D (${eval[*]});
+  compile2: ${compile[*]}"
 
 # 1. MCVD: the same global batch on 1 and 2 processes, then 1gpu's batch on 2 processes
 if want mcvd; then

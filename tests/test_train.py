@@ -307,6 +307,53 @@ def test_two_processes_write_once_seed_each_rank_and_resume_across_world_sizes(t
     assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
 
 
+TEARDOWN_WORKER = """
+import json, os, sys, time
+import videogen.train as trainer
+from videogen.config import Config, from_dict
+
+real_export = trainer.export
+
+def slow_export(*args, **kwargs):  # rank 0 is still writing when the other rank is done
+    time.sleep(3)
+    path = real_export(*args, **kwargs)
+    open(os.path.join(sys.argv[1], "export_done"), "w").write(repr(time.time()))
+    return path
+
+trainer.export = slow_export
+cfg = from_dict(Config, json.loads(sys.argv[2]))
+trainer.train(cfg, progress=False)
+rank = os.environ["RANK"]
+open(os.path.join(sys.argv[1], f"returned_{rank}"), "w").write(repr(time.time()))
+"""
+
+
+def test_no_rank_leaves_training_before_rank_0_has_exported(tmp_path):
+    """Destroying the process group is collective: every rank waits until rank 0 has written
+    the export before the group goes (the other rank used to destroy it seconds earlier)."""
+    import os
+    import subprocess
+    import sys
+
+    from videogen.config import to_dict
+
+    script = tmp_path / "worker.py"
+    script.write_text(TEARDOWN_WORKER)
+    cfg = to_dict(tiny_cfg(tmp_path, steps=2, batch_size=2, ckpt_every=0))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*cmd, str(script), str(tmp_path), json.dumps(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    exported = float((tmp_path / "export_done").read_text())
+    assert float((tmp_path / "returned_1").read_text()) >= exported
+
+
 def test_snapshots_export_the_ema_weights_at_their_minutes(tmp_path):
     run = train(tiny_cfg(tmp_path, steps=3, snapshot_minutes=[0.0, 600.0]), progress=False)
     snaps = sorted(p.name for p in (run / "snapshots").iterdir())

@@ -412,6 +412,9 @@ def train(
         checkpoint(step)
         if main:
             export(plain, ema, run_dir / "export")
+    # every rank tears the process group down together (destroying it is collective: NCCL's
+    # communicators abort together), not while rank 0 is still exporting
+    acc.wait_for_everyone()
     acc.end_training()
     if interrupted:
         raise KeyboardInterrupt
