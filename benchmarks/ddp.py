@@ -9,8 +9,9 @@ Subcommands:
         one) while it runs; writes D/launch.log and D/launch.json (command, exit status, wall
         seconds, per-GPU mean utilisation while training and peak memory)
     random-i3d PATH
-        an I3D state dict with seeded random weights: FVD then compares sharded with unsharded
-        evaluation without the real weight file (the values mean nothing else)
+        a TorchScript stand-in for I3D (seeded random features of the pooled video): FVD then
+        compares sharded with unsharded evaluation without the real weight file (its values
+        mean nothing else)
     summary WORK OUT
         read every run under WORK (the layout ``gpu_ddp.sh`` writes: WORK/<method>/<part>) and
         write OUT/summary.md, OUT/results.json and one loss-curve PNG per method
@@ -45,6 +46,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from curves import Panel, draw_curves  # noqa: E402 - the benchmarks folder is not a package
@@ -336,15 +339,32 @@ def launch(
     return info
 
 
+class RandomFeatures(torch.nn.Module):
+    """A stand-in with the call signature of StyleGAN-V's ``i3d_torchscript.pt``: a seeded
+    random projection of the video pooled to 4 x 4 x 4 (400 features that follow the content,
+    so FVD moves with every clip; cheap at 224 x 224)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.proj = torch.nn.Parameter(torch.randn(3 * 4 * 4 * 4, 400, generator=g))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rescale: bool = True,
+        resize: bool = True,
+        return_features: bool = False,
+    ) -> torch.Tensor:
+        pooled = torch.nn.functional.adaptive_avg_pool3d(x.float(), (4, 4, 4)).flatten(1)
+        return pooled @ self.proj
+
+
 def write_random_i3d(path: Path, seed: int = 0) -> Path:
-    """An I3D state dict of seeded random weights (for comparing evaluations, nothing else)."""
-    import torch
-
-    from videogen.metrics.i3d import InceptionI3d
-
-    torch.manual_seed(seed)
+    """``RandomFeatures`` as TorchScript (load it with ``--trust-torchscript``): for comparing
+    two evaluations of one model, not for FVD values to report."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(InceptionI3d().state_dict(), path)
+    torch.jit.save(torch.jit.script(RandomFeatures(seed)), str(path))
     return path
 
 
@@ -567,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     la.add_argument("--accelerate", action="store_true", help="accelerate launch, not torchrun")
     la.add_argument("--timeout", type=float, default=600)
     la.add_argument("args", nargs=argparse.REMAINDER, help="-- then the videogen arguments")
-    ri = sub.add_parser("random-i3d", help="write an I3D state dict of seeded random weights")
+    ri = sub.add_parser("random-i3d", help="write a TorchScript I3D stand-in (random features)")
     ri.add_argument("path", type=Path)
     su = sub.add_parser("summary", help="summary.md, results.json and PNGs of a work folder")
     su.add_argument("work", type=Path)

@@ -112,7 +112,7 @@ note "RaMViD: $ramvid_cfg ${ramvid[*]}: curves $ramvid_steps steps at a global b
 $ramvid_batch; throughput at $ramvid_batch per process ($ramvid_tput steps)"
 note "PVDM: configs/pvdm/moving_digits_diffusion.yaml ${pvdm[*]} over $pvdm_items cached items \
 of a 10-step stage-1 export: curves $pvdm_steps steps at a global batch of $pvdm_batch"
-note "common overrides: ${common[*]}; eval: ssim, psnr and FVD with a random I3D (${eval[*]});
+note "common overrides: ${common[*]}; eval: ssim, psnr and FVD with random features for I3D's (${eval[*]});
   compile2: ${compile[*]}"
 
 # 1. MCVD: the same global batch on 1 and 2 processes, then 1gpu's batch on 2 processes
@@ -151,7 +151,7 @@ if want mcvd; then
     $py benchmarks/ddp.py random-i3d "$work/i3d_random.pt" >/dev/null
     for n in 1 2; do
       launch "$m/eval$n" $n 60 -- eval "$m/1gpu/export" --metrics ssim,psnr,fvd \
-        --i3d "$work/i3d_random.pt" "${eval[@]}" --cache-dir "$m/cache$n" --out "$m/eval$n"
+        --i3d "$work/i3d_random.pt" --trust-torchscript "${eval[@]}" --cache-dir "$m/cache$n" --out "$m/eval$n"
     done
   fi
 fi
@@ -167,7 +167,7 @@ if want pvdm && fits "pvdm" 90; then
   p=$work/pvdm
   launch "$p/ae" 1 60 -- train "${quiet[@]}" configs/pvdm/moving_digits_autoencoder.yaml \
     "${common[@]}" "${pvdm_ae[@]}" train.steps=10 --out "$p/ae"
-  $py -m videogen pvdm-cache "$p/ae" moving-digits "$p/latents" --items $pvdm_items \
+  timeout 90 $py -m videogen pvdm-cache "$p/ae" moving-digits "$p/latents" --items $pvdm_items \
     --quiet >"$p/cache.log" 2>&1 || note "pvdm-cache failed: see logs/pvdm/cache.log"
   pvdm_train=(train "${quiet[@]}" configs/pvdm/moving_digits_diffusion.yaml "${common[@]}"
     "${pvdm[@]}" "model.autoencoder.path=$p/ae" "model.cache=$p/latents")
