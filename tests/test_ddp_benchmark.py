@@ -40,3 +40,16 @@ def test_two_runs_that_differ_by_noise_only_give_a_ratio_near_one():
 def test_too_short_a_curve_is_refused_with_the_counts():
     with pytest.raises(ValueError, match="need more than window"):
         curve_agreement([1.0] * 5, [1.0] * 5, window=10)
+
+
+def test_a_launch_whose_work_is_done_but_does_not_exit_is_stopped(tmp_path, monkeypatch):
+    """A worker that hangs at exit after the run printed its last line costs the exit grace,
+    not the whole timeout; the launch says so."""
+    import ddp
+
+    hang = "import time; print('export: done', flush=True); time.sleep(120)"
+    monkeypatch.setattr(ddp, "launcher", lambda procs, accelerate, port: [sys.executable, "-c"])
+    info = ddp.launch(tmp_path, [hang], procs=1, timeout=100, every=0.2, exit_grace=1)
+    assert info["hung_at_exit"] and not info["timed_out"]
+    assert info["wall_s"] < 60
+    assert (tmp_path / "launch.log").read_text().startswith("export: done")
