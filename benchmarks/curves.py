@@ -20,6 +20,8 @@ class Panel:
     title: str
     series: dict[str, list[tuple[float, float]]]
     references: dict[str, float] = field(default_factory=dict)  # dashed horizontal lines
+    x_label: str = "GPU-minutes"
+    markers: bool = True  # a dot at every point (off for long series)
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -64,7 +66,7 @@ def draw_panel(img: Image.Image, box: tuple[int, int, int, int], panel: Panel, n
         x, _ = at(v, y_lo)
         draw.line([(x, py1), (x, py1 + 4)], fill=(0, 0, 0))
         draw.text((x - 8, py1 + 6), f"{v:.3g}", fill=(0, 0, 0), font=font)
-    draw.text(((px0 + px1) // 2 - 40, bottom - 16), "GPU-minutes", fill=(0, 0, 0), font=font)
+    draw.text(((px0 + px1) // 2 - 40, bottom - 16), panel.x_label, fill=(0, 0, 0), font=font)
     for i, (name, value) in enumerate(panel.references.items()):
         _, y = at(x_lo, value)
         _dashed(draw, y, px0, px1, GREY)
@@ -74,7 +76,7 @@ def draw_panel(img: Image.Image, box: tuple[int, int, int, int], panel: Panel, n
         line = [at(x, y) for x, y in sorted(series)]
         if len(line) > 1:
             draw.line(line, fill=colour, width=2)
-        for x, y in line:
+        for x, y in line if panel.markers else []:
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
 
 

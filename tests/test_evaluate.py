@@ -478,6 +478,17 @@ def test_cli_flags_map_to_evaluate_run_arguments():
     assert set(kw) <= {f.name for f in SETTINGS}
 
 
+def test_a_bare_cuda_device_is_each_processes_own_gpu_under_torchrun(monkeypatch):
+    from videogen.evaluate.cli import process_device
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert process_device("cuda") == "cuda"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert process_device("cuda") == "cuda:1"
+    assert process_device("cuda:0") == "cuda:0"  # an explicit GPU is kept
+    assert process_device("cpu") == "cpu"
+
+
 def test_unknown_settings_are_refused_with_the_valid_names(weights, tmp_path):
     with pytest.raises(TypeError, match="unknown evaluation settings.*best_off.*valid: .*best_of"):
         run(weights, tmp_path, best_off=3)

@@ -8,6 +8,7 @@ import torch
 from videogen.checkpoint import latest_checkpoint, load_pretrained, read_config
 from videogen.config import Config, from_dict
 from videogen.methods.videoflow import VideoFlow
+from videogen.rank_rng import restore_rank_rng
 from videogen.train import TrainingError, train
 
 TINY = {
@@ -219,9 +220,38 @@ def test_sigterm_to_the_process_group_checkpoints_with_loader_workers(tmp_path):
     assert latest_checkpoint(run) is not None, output
 
 
-def test_two_processes_write_once_and_seed_each_rank(tmp_path):
+def test_resume_on_another_number_of_processes_reseeds_every_rank():
+    """Regression: a checkpoint of one process resumed on two gave rank 1 rank 0's RNG state,
+    so both ranks drew the same noise, timesteps and masks."""
+    torch.manual_seed(1)
+    one = [{"torch": torch.get_rng_state(), "python": __import__("random").getstate()}]
+    states = []
+    for rank in (0, 1):
+        note = restore_rank_rng(one, rank=rank, world=2, seed=3, step=6, batch_size=(4, 2))
+        assert "written by 1 processes and this run has 2" in note
+        assert "global batch stays 4 (2 x 2)" in note
+        states.append(torch.get_rng_state())
+    assert not torch.equal(states[0], states[1])
+    assert not any(torch.equal(s, one[0]["torch"]) for s in states)
+    # the same rank at the same step is seeded the same way every time
+    restore_rank_rng(one, rank=1, world=2, seed=3, step=6, batch_size=(4, 2))
+    assert torch.equal(torch.get_rng_state(), states[1])
+    # two processes' states resumed on one: the global batch halves unless batch_size doubles
+    two = [{"torch": s, "python": one[0]["python"]} for s in states]
+    note = restore_rank_rng(two, rank=0, world=1, seed=3, step=6, batch_size=(4, 4))
+    assert "changes from 8 (2 x 4) to 4 (1 x 4): set train.batch_size=8 to keep it" in note
+    assert "1 x train.batch_size=4" in restore_rank_rng(
+        two, rank=0, world=1, seed=3, step=6, batch_size=(None, 4)
+    )
+    # as many processes as wrote it: each rank gets its own state back, and no message
+    assert restore_rank_rng(two, rank=1, world=2, seed=3, step=6, batch_size=(4, 4)) is None
+    assert torch.equal(torch.get_rng_state(), states[1])
+
+
+def test_two_processes_write_once_seed_each_rank_and_resume_across_world_sizes(tmp_path, capsys):
     """`torchrun` with two CPU processes (gloo): rank 0 alone writes the log and checkpoints,
-    every rank keeps its own RNG state, losses are averaged over ranks."""
+    every rank keeps its own RNG state, losses are averaged over ranks. The run then resumes
+    on one process (at the same global batch) and back on two, each rank reseeded."""
     import os
     import subprocess
     import sys
@@ -234,36 +264,95 @@ def test_two_processes_write_once_and_seed_each_rank(tmp_path):
         "data.frames=3",
         "data.size=16",
         "data.channels=1",
-        "train.steps=4",
-        "train.batch_size=2",
         "train.log_every=1",
         "train.ckpt_every=2",
         "train.sample_every=0",
         f"train.out={run}",
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "videogen",
-        "train",
-        "--quiet",
-        str(config),
-        *overrides,
-    ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("run folder:") == 1
-    steps = [
-        json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().split("\n") if line
-    ]
-    assert steps == [1, 2, 3, 4]
-    rng = torch.load(latest_checkpoint(run) / "rng.pt", weights_only=True)
+
+    def two_processes(steps: int) -> str:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+        cmd += ["-m", "videogen", "train", "--quiet", str(config), *overrides]
+        cmd += [f"train.steps={steps}", "train.batch_size=2"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def saved(name: str) -> tuple[list, dict]:
+        ckpt = run / "ckpt" / name
+        state = json.loads((ckpt / "state.json").read_text())
+        return torch.load(ckpt / "rng.pt", weights_only=True), state
+
+    out = two_processes(4)
+    assert out.count("run folder:") == 1
+    assert sorted(losses(run)) == [1, 2, 3, 4]
+    rng, state = saved("step-0000004")
     assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
+    assert state == {"step": 4, "processes": 2, "batch_size": 2}
+
+    from videogen.config import load_config
+
+    cfg = load_config(config, [*overrides, "train.steps=6", "train.batch_size=4"])
+    train(cfg, progress=False)  # one process, the same global batch of 4
+    assert "written by 2 processes and this run has 1" in capsys.readouterr().out
+    assert sorted(losses(run)) == [1, 2, 3, 4, 5, 6]
+    rng, state = saved("step-0000006")
+    assert len(rng) == 1 and state["processes"] == 1 and state["batch_size"] == 4
+
+    out = two_processes(8)
+    assert "written by 1 processes and this run has 2" in out
+    assert "global batch stays 4 (2 x 2)" in out
+    assert sorted(losses(run)) == [1, 2, 3, 4, 5, 6, 7, 8]
+    rng, _ = saved("step-0000008")
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
+
+
+TEARDOWN_WORKER = """
+import json, os, sys, time
+import videogen.train as trainer
+from videogen.config import Config, from_dict
+
+real_export = trainer.export
+
+def slow_export(*args, **kwargs):  # rank 0 is still writing when the other rank is done
+    time.sleep(3)
+    path = real_export(*args, **kwargs)
+    open(os.path.join(sys.argv[1], "export_done"), "w").write(repr(time.time()))
+    return path
+
+trainer.export = slow_export
+cfg = from_dict(Config, json.loads(sys.argv[2]))
+trainer.train(cfg, progress=False)
+rank = os.environ["RANK"]
+open(os.path.join(sys.argv[1], f"returned_{rank}"), "w").write(repr(time.time()))
+"""
+
+
+def test_no_rank_leaves_training_before_rank_0_has_exported(tmp_path):
+    """Destroying the process group is collective: every rank waits until rank 0 has written
+    the export before the group goes (the other rank used to destroy it seconds earlier)."""
+    import os
+    import subprocess
+    import sys
+
+    from videogen.config import to_dict
+
+    script = tmp_path / "worker.py"
+    script.write_text(TEARDOWN_WORKER)
+    cfg = to_dict(tiny_cfg(tmp_path, steps=2, batch_size=2, ckpt_every=0))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*cmd, str(script), str(tmp_path), json.dumps(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    exported = float((tmp_path / "export_done").read_text())
+    assert float((tmp_path / "returned_1").read_text()) >= exported
 
 
 def test_snapshots_export_the_ema_weights_at_their_minutes(tmp_path):

@@ -114,13 +114,16 @@ def save_checkpoint(
     optimizers: dict[str, torch.optim.Optimizer],
     schedulers: dict[str, Any],
     rank_rng: list[dict[str, Any]],
+    batch_size: int | None = None,
     keep: int = 2,
 ) -> Path:
     """Write checkpoint ``step`` and keep it and the ``keep - 1`` newest before it.
 
-    Raises ``NonFiniteError`` (writing nothing) when weights, EMA or optimizer state hold NaN
-    or inf, and ``videogen.atomic.WriteError`` when the disk refuses (the checkpoints
-    already there stay as they were).
+    ``rank_rng`` holds one RNG state per process; ``state.json`` records the step, the number
+    of processes and the per-process ``batch_size`` (what a resume on another number of
+    processes compares with). Raises ``NonFiniteError`` (writing nothing) when weights, EMA or
+    optimizer state hold NaN or inf, and ``videogen.atomic.WriteError`` when the disk refuses
+    (the checkpoints already there stay as they were).
     """
     weights = plain_state(model.state_dict())
     optim = {
@@ -137,7 +140,7 @@ def save_checkpoint(
     if not (final / "state.json").is_file():
         # a complete folder of this step is this run's own, written before it stopped again
         # where it resumed: the same state, and replacing it would leave a moment without it
-        _write_checkpoint(final, weights, ema, optim, rank_rng, step)
+        _write_checkpoint(final, weights, ema, optim, rank_rng, step, batch_size)
     replace_file(ckpt_dir / "latest", final.name.encode())
     older = sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir() and p.name < final.name)
     for path in older[: max(0, len(older) - (keep - 1))]:
@@ -152,14 +155,16 @@ def _write_checkpoint(
     optim: dict[str, Any],
     rank_rng: list[dict[str, Any]],
     step: int,
+    batch_size: int | None,
 ) -> None:
+    info = {"step": step, "processes": len(rank_rng), "batch_size": batch_size}
     with staged_folder(final) as tmp:
         write_bytes(tmp / WEIGHTS_NAME, safetensors_bytes(weights))
         if ema is not None:
             write_bytes(tmp / "ema.safetensors", safetensors_bytes(plain_state(ema)))
         write_bytes(tmp / "optim.pt", torch_bytes(optim))
         write_bytes(tmp / "rng.pt", torch_bytes(rank_rng))
-        write_bytes(tmp / "state.json", json.dumps({"step": step}).encode())
+        write_bytes(tmp / "state.json", json.dumps(info).encode())
 
 
 def checkpoints(run_dir: str | Path) -> list[Path]:
@@ -179,6 +184,25 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a run, or None."""
     found = checkpoints(run_dir)
     return found[0] if found else None
+
+
+def good_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of ``run_dir`` that reads back with finite values, or None."""
+    for path in checkpoints(run_dir):
+        try:
+            read_checkpoint(path)
+        except CheckpointError:
+            continue
+        return path
+    return None
+
+
+def kept_checkpoint(run_dir: Path) -> str:
+    """What a stopped run leaves to resume from, in words (checked, so it is true)."""
+    good = good_checkpoint(run_dir)
+    if good is None:
+        return f"No good checkpoint exists in {run_dir / 'ckpt'}: running again starts at step 0."
+    return f"The last good checkpoint is {good}: running again resumes from it."
 
 
 def _first_line(err: BaseException) -> str:
@@ -239,7 +263,14 @@ def read_checkpoint(path: Path, *, optimizers: bool = True) -> dict[str, Any]:
     state = _read(path / "state.json", lambda p: json.loads(p.read_text()))
     if not (isinstance(state, dict) and isinstance(state.get("step"), int)):
         raise CheckpointError(f"{path / 'state.json'} does not hold the step")
-    return {"weights": weights, "ema": ema, "optim": optim, "rng": rng, "step": state["step"]}
+    return {
+        "weights": weights,
+        "ema": ema,
+        "optim": optim,
+        "rng": rng,
+        "step": state["step"],
+        "batch_size": state.get("batch_size"),
+    }
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
@@ -282,9 +313,11 @@ def load_checkpoint(
     schedulers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load weights (and the named optimizers / schedulers when given) in place; return step,
-    ema, rng. Every file is read and checked before anything is loaded: an unusable file is
-    a ``CheckpointError`` naming it, with the model untouched. A checkpoint of another set of
-    parameter groups is refused by name (a ``ValueError``)."""
+    ema, rng (one state per process that wrote it) and batch_size (per process; None in
+    checkpoints written before it was recorded). Every file is read and checked before
+    anything is loaded: an unusable file is a ``CheckpointError`` naming it, with the model
+    untouched. A checkpoint of another set of parameter groups is refused by name (a
+    ``ValueError``)."""
     found = read_checkpoint(path, optimizers=bool(optimizers))
     if optimizers:
         saved = found["optim"]
@@ -299,7 +332,12 @@ def load_checkpoint(
             opt.load_state_dict(saved["optimizers"][name])
         for name, sched in (schedulers or {}).items():
             sched.load_state_dict(saved["schedulers"][name])
-    return {"step": found["step"], "ema": found["ema"], "rng": found["rng"]}
+    return {
+        "step": found["step"],
+        "ema": found["ema"],
+        "rng": found["rng"],
+        "batch_size": found["batch_size"],
+    }
 
 
 def load_latest(

@@ -115,8 +115,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
         device=args.device,
         **kwargs,
     )
-    print(json.dumps(result.get("metrics", result), indent=2, default=str))
-    print(f"wrote {kwargs['out_dir']}/metrics.json and report.html")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # once, also sharded under torchrun / accelerate launch
+        print(json.dumps(result.get("metrics", result), indent=2, default=str))
+        print(f"wrote {kwargs['out_dir']}/metrics.json and report.html")
 
 
 def cmd_data_preview(args: argparse.Namespace) -> None:

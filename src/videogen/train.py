@@ -16,10 +16,12 @@ Things worth knowing:
 - The data stream (``videogen.batch_stream``) is reseeded from (seed, rank, step) at the start
   and at every mid-run checkpoint; each checkpoint records where the stream stands, so a run
   resumed from any checkpoint draws exactly the batches the uninterrupted run would have.
-- Only rank 0 writes files; every rank seeds itself with ``seed + rank``. Files are staged,
-  fsynced and renamed (``videogen.atomic``); a full disk ends the run with one message and
-  the previous checkpoint intact. An unreadable checkpoint is set aside and the one before
-  it is used.
+- Only rank 0 writes files; every rank seeds itself with ``seed + rank``. ``train.batch_size``
+  is per process: N processes train on a global batch of N x batch_size. A checkpoint resumes
+  on another number of processes with fresh per-rank random states (``rank_rng``).
+- Files are staged, fsynced and renamed (``videogen.atomic``); a full disk ends the run with
+  one message and the previous checkpoint intact. An unreadable checkpoint is set aside and
+  the one before it is used.
 - Ctrl-C (or SIGTERM) asks the run to stop (``videogen.stop_signal``): the step in progress
   ends, a checkpoint is saved and the run exits. ``train.max_minutes`` ends the run on time
   instead, with the checkpoint and export of a finished run. ``--fresh`` sets an earlier
@@ -44,22 +46,20 @@ from tqdm.auto import tqdm
 from videogen.atomic import WriteError, append_line, remove_staged, replace_file, write_error
 from videogen.batch_stream import BatchStream
 from videogen.checkpoint import (
-    CheckpointError,
     NonFiniteError,
-    checkpoints,
+    kept_checkpoint,
     load_latest,
     non_finite,
     optimizer_tensors,
-    read_checkpoint,
     rng_state,
     save_checkpoint,
     save_pretrained,
-    set_rng_state,
 )
 from videogen.compile_options import inductor_options, uses_cuda_graphs
 from videogen.config import Config, save_config
 from videogen.ema import EMA, ema_weights
 from videogen.methods.base import ParamGroup, VideoMethod
+from videogen.rank_rng import restore_rank_rng
 from videogen.registry import build_method, method_class
 from videogen.run_files import set_aside_previous_run
 from videogen.stop_signal import StopSignal
@@ -132,25 +132,6 @@ def dynamo_plugin(cfg: Config) -> TorchDynamoPlugin:
         return TorchDynamoPlugin(backend="no")
     options = inductor_options(t.compile_mode, channels_last=t.channels_last)
     return TorchDynamoPlugin(backend="inductor", options=options)
-
-
-def good_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint of ``run_dir`` that reads back with finite values, or None."""
-    for path in checkpoints(run_dir):
-        try:
-            read_checkpoint(path)
-        except CheckpointError:
-            continue
-        return path
-    return None
-
-
-def kept_checkpoint(run_dir: Path) -> str:
-    """What a stopped run leaves to resume from, in words (checked, so it is true)."""
-    good = good_checkpoint(run_dir)
-    if good is None:
-        return f"No good checkpoint exists in {run_dir / 'ckpt'}: running again starts at step 0."
-    return f"The last good checkpoint is {good}: running again resumes from it."
 
 
 def non_finite_stop(what: str, run_dir: Path) -> TrainingError:
@@ -252,10 +233,17 @@ def _train(
         if ema is not None and state["ema"] is not None:
             ema.load_state_dict(state["ema"])
         rngs = state["rng"]
-        set_rng_state(rngs[min(rank, len(rngs) - 1)])
-        if rank < len(rngs):
+        note = restore_rank_rng(
+            rngs,
+            rank=rank,
+            world=acc.num_processes,
+            seed=t.seed,
+            step=step,
+            batch_size=(state["batch_size"], t.batch_size),
+        )
+        if note is None:  # the same processes: each goes on with its own stream position
             stream_state = rngs[rank].get("stream")
-        acc.print(f"resumed from {ckpt} at step {step}")
+        acc.print(f"resumed from {ckpt} at step {step}" + (f": {note}" if note else ""))
 
     group_names = list(optimizers)
     model, *prepared = acc.prepare(method, *optimizers.values(), *schedulers.values())
@@ -295,6 +283,7 @@ def _train(
                 optimizers=optimizers,
                 schedulers=schedulers,
                 rank_rng=rngs,
+                batch_size=t.batch_size,
             )
 
     # one process reads the stop flag every step; several agree on it at log steps
@@ -420,6 +409,9 @@ def _train(
     checkpoint(step)
     if main:
         export(plain, ema, run_dir / "export")
+    # every rank tears the process group down together (destroying it is collective: NCCL's
+    # communicators abort together), not while rank 0 is still exporting
+    acc.wait_for_everyone()
     acc.end_training()
     return run_dir
 

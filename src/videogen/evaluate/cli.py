@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def evaluate_path(
     from videogen.checkpoint import load_pretrained
     from videogen.data import build_dataset
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = process_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     method = load_pretrained(run, device=device)
     cfg = method.cfg.data
     if frames is not None and frames < 1:
@@ -64,6 +65,16 @@ def evaluate_path(
         task_kwargs=task_kwargs,
         **kwargs,
     )
+
+
+def process_device(device: str) -> str:
+    """The device this process evaluates on. A bare ``cuda`` under ``torchrun`` or
+    ``accelerate launch`` (``LOCAL_RANK`` set) is the process's own GPU, ``cuda:LOCAL_RANK``:
+    otherwise every shard would run on GPU 0. An explicit index or another device is kept."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device == "cuda" and local_rank is not None:
+        return f"cuda:{int(local_rank)}"
+    return device
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
