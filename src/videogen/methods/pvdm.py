@@ -2,7 +2,8 @@
 over its three planes, conditioned on the previous clip.
 
 **Stage 1** (``model.stage: autoencoder``, ``data.frames`` = ``model.clip``) trains
-``PVDMAutoencoder`` on ``pixel`` x L1 + ``perceptual`` x LPIPS of one frame and, from step
+``PVDMAutoencoder`` on ``pixel`` x L1 (+ ``mse`` x squared error, ours, off officially) +
+``perceptual`` x LPIPS of one frame and, from step
 ``disc_start`` on, ``gan`` x the hinge generator loss + ``feature`` x feature matching of an
 image and a video PatchGAN (``videogen.models.pvdm_losses``). Two parameter groups:
 "autoencoder" every step, "discriminator" (not averaged, its own gradient clip) only from
@@ -82,7 +83,8 @@ class PVDMConfig:
     """The ``model:`` section; defaults are the official UCF-101 256² model and recipe.
 
     Autoencoder (``PVDMAutoencoderSpec``): ``clip`` frames per clip, ``patch`` ... ``max_freq``.
-    Stage 1: the loss weights, ``disc_start`` (optimisation steps before the GAN is on; 1e8:
+    Stage 1: the loss weights (``mse_weight``: a squared-error term of ours, 0 officially),
+    ``disc_start`` (optimisation steps before the GAN is on; 1e8:
     never, the official first run), the discriminators' ``disc_ndf``/``disc_layers``, their
     optimizer (``disc_lr``/``disc_betas``, None: the ``train`` section's) and gradient clip;
     ``lpips_alexnet``/``lpips_lin``: LPIPS weight files. Stage 2: ``autoencoder`` (the stage-1
@@ -110,6 +112,7 @@ class PVDMConfig:
     perceptual_weight: float = 4.0
     gan_weight: float = 1.0
     feature_weight: float = 4.0
+    mse_weight: float = 0.0
     disc_start: int = 100_000_000
     disc_ndf: int = 64
     disc_layers: int = 3
@@ -190,7 +193,7 @@ class PVDM(VideoMethod):
         if m.stage == "autoencoder":
             self.discriminators = VideoDiscriminators(cfg.data.channels, m.disc_ndf, m.disc_layers)
             self.loss_weights = PVDMLossWeights(
-                m.pixel_weight, m.perceptual_weight, m.gan_weight, m.feature_weight
+                m.pixel_weight, m.perceptual_weight, m.gan_weight, m.feature_weight, m.mse_weight
             )
             return
         self.autoencoder.requires_grad_(False)
