@@ -27,7 +27,7 @@ t0=$(date +%s)
 if [[ ${TINY:-0} == 1 ]]; then
   device=cpu
   min1=${MIN1:-0.3} min2=${MIN2:-0.3} clips=${CLIPS:-8} items=${ITEMS:-16} workers=${WORKERS:-0}
-  clip=4 batch1=4 batch2=8 cache_batch=8
+  clip=4 size=32 batch1=4 batch2=8 cache_batch=8 log_every=5
   speed=(--tiny --device cpu)
   speed_big=(--tiny --device cpu --ae-batch 2 --unet-batch 4)
   tiny_ae="model.clip=4 data.frames=4 data.size=32 model.width=32 model.depth=1 model.heads=2
@@ -40,14 +40,14 @@ else
   device=cuda
   min1=${MIN1:-3} min2=${MIN2:-2.5} clips=${CLIPS:-256} items=${ITEMS:-20000}
   workers=${WORKERS:-6}
-  clip=16 batch1=16 batch2=32 cache_batch=64
+  clip=16 size=64 batch1=16 batch2=32 cache_batch=64 log_every=50
   speed=(--device cuda --ae-batch 1 --unet-batch 8 --encode --iters 10 --warmup 3
     --sample-steps 0)
   speed_big=(--device cuda --ae-batch 4 --unet-batch 32 --encode --iters 10 --warmup 3
     --sample-steps 25)
   tiny_ae="" tiny_unet="" sample_steps=50
 fi
-common="data.num_workers=$workers train.log_every=50 train.sample_every=0
+common="data.num_workers=$workers train.log_every=$log_every train.sample_every=0
   train.ckpt_every=100000000 train.steps=100000000"
 
 note() { printf '%s\n' "$@" >>"$summary"; }
@@ -82,7 +82,7 @@ for args in "speed" "speed_big"; do
   fi
 done
 
-note "" "## 2. Quality on moving digits (64²x16, grey)" "" "### Stage 1: the autoencoder, $min1 min"
+note "" "## 2. Quality on moving digits (${size}²x$clip, grey)" "" "### Stage 1: the autoencoder, $min1 min"
 ae=$runs/ae
 # shellcheck disable=SC2086
 step "$runs/train_ae.log" "$(python3 -c "print(int($min1 * 60 + 240))")" \
