@@ -42,7 +42,7 @@ class MeanFrame:
 
 def score(method, clips, args, name: str) -> dict[str, float]:
     """PSNR / SSIM of ``method.reconstruct`` on ``clips`` (the reconstruct protocol)."""
-    out_dir = Path(args.out) / name if args.out else None
+    out_dir = Path(args.out) / name.replace(" ", "-") if args.out else None
     with torch.autocast("cuda", torch.bfloat16, enabled=args.device.startswith("cuda")):
         result = evaluate_run(
             method,
