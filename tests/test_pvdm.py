@@ -18,6 +18,7 @@ from videogen.data.latent_cache import LatentCacheError, read_cache_info
 from videogen.evaluate import evaluate_run
 from videogen.methods import build_method
 from videogen.methods.pvdm import write_pvdm_cache
+from videogen.rollout import rollout
 from videogen.sampling import sample_task
 from videogen.train import train
 
@@ -128,6 +129,59 @@ def test_clips_of_a_training_item_give_the_condition_and_a_window_as_target():
     assert bool((err.amin(1) < 1e-5).all())
 
 
+def test_only_the_conditioned_items_have_their_first_clip_encoded():
+    method = stage2(cond_prob=0.3)
+    encoded = []
+    encode = method.encode
+    method.encode = lambda clips: encoded.append(clips.shape[0]) or encode(clips)
+    video = torch.rand(64, 2 * CLIP, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    torch.manual_seed(10)
+    cond, _ = method._pairs(video, None)
+    conditioned = int((cond.flatten(1).abs().sum(1) > 0).sum())
+    assert 0 < conditioned < 32
+    assert encoded == [64 + conditioned]  # every target window, the conditioned first clips
+
+
+def _sparse_clips() -> torch.Tensor:
+    """8 black clips of 4 frames, 8x8, each with a bright 2x2 square moving diagonally (94% of
+    the pixels at -1, as in moving digits)."""
+    g = torch.Generator().manual_seed(1)
+    video = torch.full((8, CLIP, 1, 8, 8), -1.0)
+    for b, (y, x) in enumerate(torch.randint(0, 4, (8, 2), generator=g).tolist()):
+        for t in range(CLIP):
+            video[b, t, 0, y + t // 2 : y + t // 2 + 2, x + t // 2 : x + t // 2 + 2] = 1.0
+    return video
+
+
+def _fit_autoencoder(video: torch.Tensor, steps: int = 40, **weights) -> torch.Tensor:
+    torch.manual_seed(0)
+    cfg = tiny_config("pvdm", model={"stage": "autoencoder", **weights}, data={"frames": CLIP})
+    method = build_method(cfg).train()
+    opt = torch.optim.AdamW(method.autoencoder.parameters(), lr=2e-3, betas=(0.5, 0.9))
+    for _ in range(steps):
+        loss = method.loss(video)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return method.reconstruct(video)
+
+
+def test_on_sparse_clips_l1_learns_black_frames_and_squared_error_does_not():
+    """Why the moving-digits setting trains on squared error: the official L1 drives the
+    sigmoid output to black on sparse clips; squared error reconstructs the bright squares."""
+    video = _sparse_clips()
+    black = ((video + 1) ** 2).mean().item()
+    l1 = _fit_autoencoder(video, pixel_weight=4.0, mse_weight=0.0)
+    assert ((l1 - video) ** 2).mean().item() > 0.97 * black and l1.mean().item() < -0.98
+    mse = _fit_autoencoder(video, pixel_weight=0.0, mse_weight=4.0)
+    assert ((mse - video) ** 2).mean().item() < 0.8 * black
+    from videogen.config import load_config
+
+    digits = load_config("configs/pvdm/moving_digits_autoencoder.yaml").model
+    assert (digits["pixel_weight"], digits["mse_weight"]) == (0.0, 4.0)
+
+
 # --------------------------------------------------------------------------- sampling
 
 
@@ -152,6 +206,31 @@ def test_known_clips_come_back_bit_exact_and_both_tasks_fill_the_rest():
         method.generate(video[:, :CLIP], tasks.predict(CLIP, 2, 3))
     with pytest.raises(ValueError, match="exactly 2 x 4"):
         method.generate(video[:, :6], tasks.unconditional(6, 3))
+
+
+def _count_samplings(method):
+    calls = []
+    sample = method._sample
+    method._sample = lambda cond, opts: calls.append(cond.shape[0]) or sample(cond, opts)
+    return calls
+
+
+def test_one_new_clip_is_sampled_once_not_as_a_padded_window():
+    method = stage2()
+    calls = _count_samplings(method)
+    video = torch.zeros(2, CLIP, 1, 8, 8)
+    known = tasks.unconditional(CLIP, 2)
+    # videogen eval (FVD16) fills every batch through the rollout too
+    out = rollout(method, video, known, generator=torch.Generator().manual_seed(11))
+    assert calls == [2]  # one sampling of the batch's planes, not a first and a second clip
+    direct = method.generate(video, known, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(out, direct)
+    calls.clear()
+    result = sample_task(method, "unconditional", frames=CLIP, clips=2)
+    assert calls == [2] and result.samples.shape == (2, CLIP, 1, 8, 8)
+    calls.clear()
+    rollout(method, torch.zeros(2, 2 * CLIP, 1, 8, 8), tasks.unconditional(2 * CLIP, 2))
+    assert calls == [2, 2]  # two clips asked for: the first, then the second given it
 
 
 def test_long_videos_go_clip_by_clip_through_the_rollout():

@@ -361,6 +361,15 @@ def test_autoencoder_loss_terms_match_their_definitions() -> None:
     assert after["feature"].item() == pytest.approx(feat.item(), rel=1e-5)
     assert after["loss"].item() == pytest.approx((pixel + gan + feat).item(), rel=1e-5)
 
+    # the squared-error term of short runs on sparse data (off in the official weights)
+    short = autoencoder_loss(
+        video, recon, idx, step=0, disc_start=5, weights=PVDMLossWeights(mse=3.0)
+    )
+    mse = 3.0 * ((recon - video) ** 2).mean()
+    assert set(short) == {"loss", "pixel", "mse"}
+    assert short["mse"].item() == pytest.approx(mse.item(), rel=1e-6)
+    assert short["loss"].item() == pytest.approx((pixel + mse).item(), rel=1e-6)
+
 
 def test_discriminator_loss_is_the_hinge_of_both_discriminators() -> None:
     torch.manual_seed(0)

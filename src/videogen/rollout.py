@@ -9,7 +9,8 @@ infilling across long gaps works too). Where the method only fills part of a win
 its current block), the window shifts until that part covers the frame, padding the clip with
 unknown frames at either end when needed. Each window goes through the method's own
 ``generate``; only the frames the method says it fills (``method.fills``) are taken.
-Methods whose ``generate`` takes any length (``any_length``) are called once.
+Methods whose ``generate`` takes the request as it stands (``takes_whole``: any length, or
+PVDM's single new clip) are called once.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def rollout(
         )
     if not bool((known == known[:1]).all()):
         raise ValueError("rollout needs the same known pattern in every row of the batch")
-    if method.any_length:
+    if method.takes_whole(known):
         return method.generate(video, known, **generate_kwargs)
     frames = video.shape[1]
     window = window or method.window

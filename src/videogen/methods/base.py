@@ -28,8 +28,9 @@ registry finds it by file name). What a new method writes, and what it may leave
   returns the config with each path replaced by the sub-model's recorded settings and
   provenance plus the weights to load; the sub-model lives in the method's ``state_dict``, so
   checkpoints and exports are self-contained.
-- **Windows**: ``window``, ``context``, ``any_length``, ``usable_known``, ``fills`` and
-  ``default_known`` tell ``videogen.rollout`` how to make videos longer than one call.
+- **Windows**: ``window``, ``context``, ``any_length``, ``takes_whole``, ``usable_known``,
+  ``fills`` and ``default_known`` tell ``videogen.rollout`` how to make videos longer than one
+  call.
 """
 
 from __future__ import annotations
@@ -292,6 +293,12 @@ class VideoMethod(nn.Module):
     def supported_known(self, known: Tensor) -> str | None:
         """``None`` if ``generate`` can take this pattern within one window, else why not."""
         return None
+
+    def takes_whole(self, known: Tensor) -> bool:
+        """True when one ``generate`` call fills a request of this pattern ``(B, T)`` as it
+        stands, so ``videogen.rollout`` need not pad it to a window (default: ``any_length``).
+        PVDM generates a single new clip, shorter than its two-clip window, this way."""
+        return self.any_length
 
     def usable_known(self, known: Tensor) -> Tensor:
         """The conditioning ``generate`` can use from ``known``: a pattern it supports that only

@@ -2,7 +2,8 @@
 over its three planes, conditioned on the previous clip.
 
 **Stage 1** (``model.stage: autoencoder``, ``data.frames`` = ``model.clip``) trains
-``PVDMAutoencoder`` on ``pixel`` x L1 + ``perceptual`` x LPIPS of one frame and, from step
+``PVDMAutoencoder`` on ``pixel`` x L1 (+ ``mse`` x squared error, ours, off officially) +
+``perceptual`` x LPIPS of one frame and, from step
 ``disc_start`` on, ``gan`` x the hinge generator loss + ``feature`` x feature matching of an
 image and a video PatchGAN (``videogen.models.pvdm_losses``). Two parameter groups:
 "autoencoder" every step, "discriminator" (not averaged, its own gradient clip) only from
@@ -27,8 +28,9 @@ unconditional window starts at frame 0 or ``clip`` (the two cached clips) instea
 ``generate`` takes ``2 x clip`` frames with the first clip known (continue a video) or nothing
 known (a first clip, then a second conditioned on its sampled planes), or one clip with nothing
 known: encode the known clip, sample planes (DDIM with ``eta`` 1 by default), decode, paste the
-known frames back exactly. Longer videos go clip by clip through ``videogen.rollout`` (which
-pads a single clip to the two-clip window, so it samples two clips where one is asked for).
+known frames back exactly. A request for one new clip goes to ``generate`` as it is
+(``takes_whole``: one clip sampled, not the two of a padded window, e.g. for FVD16); longer
+videos go clip by clip through ``videogen.rollout``.
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ class PVDMConfig:
     """The ``model:`` section; defaults are the official UCF-101 256² model and recipe.
 
     Autoencoder (``PVDMAutoencoderSpec``): ``clip`` frames per clip, ``patch`` ... ``max_freq``.
-    Stage 1: the loss weights, ``disc_start`` (optimisation steps before the GAN is on; 1e8:
+    Stage 1: the loss weights (``mse_weight``: a squared-error term of ours, 0 officially),
+    ``disc_start`` (optimisation steps before the GAN is on; 1e8:
     never, the official first run), the discriminators' ``disc_ndf``/``disc_layers``, their
     optimizer (``disc_lr``/``disc_betas``, None: the ``train`` section's) and gradient clip;
     ``lpips_alexnet``/``lpips_lin``: LPIPS weight files. Stage 2: ``autoencoder`` (the stage-1
@@ -109,6 +112,7 @@ class PVDMConfig:
     perceptual_weight: float = 4.0
     gan_weight: float = 1.0
     feature_weight: float = 4.0
+    mse_weight: float = 0.0
     disc_start: int = 100_000_000
     disc_ndf: int = 64
     disc_layers: int = 3
@@ -189,7 +193,7 @@ class PVDM(VideoMethod):
         if m.stage == "autoencoder":
             self.discriminators = VideoDiscriminators(cfg.data.channels, m.disc_ndf, m.disc_layers)
             self.loss_weights = PVDMLossWeights(
-                m.pixel_weight, m.perceptual_weight, m.gan_weight, m.feature_weight
+                m.pixel_weight, m.perceptual_weight, m.gan_weight, m.feature_weight, m.mse_weight
             )
             return
         self.autoencoder.requires_grad_(False)
@@ -372,20 +376,25 @@ class PVDM(VideoMethod):
         source = video if video is not None else latents
         assert source is not None
         b, dev = source.shape[0], source.device
-        cond = self.masks(b, 2 * clip, device=dev)[:, 0]
+        # drawn on the host: which rows need their first clip encoded is then known without
+        # a device sync
+        cond_host = self.masks(b, 2 * clip)[:, 0]
+        cond = cond_host.to(dev)
         rows = torch.arange(b, device=dev)
         if latents is not None:
             # cached items hold two clips: the unconditional target is one of them
             pick = torch.randint(0, 2, (b,)).to(dev)
             target = latents[rows, torch.where(cond, 1, pick)]
-            first = latents[:, 0]
-        else:
-            offset = torch.randint(0, clip + 1, (b,)).to(dev)
-            start = torch.where(cond, clip, offset)
-            window = video[rows[:, None], start[:, None] + torch.arange(clip, device=dev)]
-            with torch.no_grad():
-                first, target = self.encode(torch.cat([video[:, :clip], window])).chunk(2)
-        return first * cond[:, None, None].to(first.dtype), target
+            return latents[:, 0] * cond[:, None, None].to(latents.dtype), target
+        offset = torch.randint(0, clip + 1, (b,)).to(dev)
+        start = torch.where(cond, clip, offset)
+        window = video[rows[:, None], start[:, None] + torch.arange(clip, device=dev)]
+        # only the conditioned rows' first clips are encoded (a zero condition needs none)
+        picked = cond_host.nonzero().flatten().to(dev)
+        with torch.no_grad():
+            z = self.encode(torch.cat([video[picked, :clip], window]))
+        first, target = z[: picked.numel()], z[picked.numel() :]
+        return torch.zeros_like(target).index_copy(0, picked, first), target
 
     def loss(
         self,
@@ -452,6 +461,14 @@ class PVDM(VideoMethod):
                 f"{known[~whole][0].nonzero().flatten().tolist()}"
             )
         return None
+
+    def takes_whole(self, known: Tensor) -> bool:
+        """One new clip (``clip`` frames, nothing known) is sampled directly."""
+        return (
+            self.model_cfg.stage == "diffusion"
+            and known.shape[-1] == self.model_cfg.clip
+            and not bool(known.any())
+        )
 
     def check_video(self, video: Tensor) -> None:
         size = self.cfg.data.size

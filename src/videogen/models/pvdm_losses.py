@@ -30,6 +30,11 @@ are from the official code (``losses/perceptual.py`` ``LPIPSWithDiscriminator``,
   1.0; both optimizers are AdamW, lr 1e-4, betas (0.5, 0.9); fp16 autocast with a GradScaler
   per optimizer.
 
+One term is ours, off by default: ``mse`` x mean (x - x̂)², for short runs on sparse data (the
+moving digits: most pixels are exactly -1, the sigmoid output's asymptote, where the L1
+gradient never fades, so an L1-only autoencoder first drives every pixel to black and saturates
+its output; see ``configs/pvdm/moving_digits_autoencoder.yaml``).
+
 The functions here are pure: a method's training step calls ``autoencoder_loss`` for the
 autoencoder's update and ``discriminator_loss`` for the discriminators'. The autoencoder loss
 also puts gradients on the discriminators' parameters (as in the official code); the training
@@ -48,12 +53,14 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class PVDMLossWeights:
-    """The official loss weights (``LPIPSWithDiscriminator`` defaults)."""
+    """The official loss weights (``LPIPSWithDiscriminator`` defaults), and ``mse`` (ours, 0:
+    off)."""
 
     pixel: float = 4.0
     perceptual: float = 4.0
     gan: float = 1.0
     feature: float = 4.0
+    mse: float = 0.0
 
 
 # --------------------------------------------------------------------------- discriminators
@@ -172,9 +179,12 @@ def autoencoder_loss(
     ``(B, T, C, H, W)`` in [-1, 1]); ``frame_index`` ``(B,)`` picks the frame for LPIPS and the
     image discriminator. Without ``lpips`` the perceptual term is left out, without
     ``discriminators`` (or before ``disc_start``) the adversarial ones. Returns ``"loss"`` and
-    its weighted terms ``"pixel"``, ``"perceptual"``, ``"gan"``, ``"feature"`` (those present).
+    its weighted terms ``"pixel"``, ``"mse"``, ``"perceptual"``, ``"gan"``, ``"feature"`` (those
+    present).
     """
     out = {"pixel": weights.pixel * F.l1_loss(recon, video)}
+    if weights.mse > 0:
+        out["mse"] = weights.mse * F.mse_loss(recon, video)
     real_frame, fake_frame = frames_at(video, frame_index), frames_at(recon, frame_index)
     if lpips is not None and weights.perceptual > 0:
         out["perceptual"] = weights.perceptual * lpips(real_frame, fake_frame).mean()
