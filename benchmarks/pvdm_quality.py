@@ -22,7 +22,7 @@ from torch import Tensor
 from videogen.checkpoint import load_pretrained
 from videogen.data import build_dataset, to_model
 from videogen.evaluate import evaluate_run
-from videogen.io import write_grid
+from videogen.grids import write_grid
 
 
 class Black:

@@ -301,7 +301,7 @@ def demo(args: argparse.Namespace, device: torch.device) -> None:
 
     from videogen.checkpoint import load_pretrained
     from videogen.data import build_dataset, to_model
-    from videogen.io import write_grid
+    from videogen.grids import write_grid
     from videogen.train import train
 
     frames, size = (8, 16) if args.tiny else (16, 32)

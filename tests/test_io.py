@@ -12,15 +12,8 @@ import torch
 from PIL import Image
 
 from videogen import io
-from videogen.io import (
-    GENERATED_COLOUR,
-    KNOWN_COLOUR,
-    VideoError,
-    read_video,
-    video_info,
-    write_grid,
-    write_video,
-)
+from videogen.grids import GENERATED_COLOUR, KNOWN_COLOUR, tile, write_grid
+from videogen.io import VideoError, read_video, video_info, write_video
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +179,7 @@ def test_npy_video_and_bad_arrays(tmp_path: Path) -> None:
 
 def test_tile_and_channels() -> None:
     videos = [np.full((2, 4, 4, 1), i * 50, np.uint8) for i in range(5)]
-    tiled = io.tile(videos, columns=3, gap=1)
+    tiled = tile(videos, columns=3, gap=1)
     assert tiled.shape == (2, 2 * 5 - 1, 3 * 5 - 1, 1)
     assert tiled[0, 5, 0, 0] == 150  # second row, first column: video 3
     rgb = np.array([[[[255, 0, 0]]]], np.uint8)

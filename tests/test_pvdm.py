@@ -17,7 +17,7 @@ from videogen.cli import main as cli_main
 from videogen.data.latent_cache import LatentCacheError, read_cache_info
 from videogen.evaluate import evaluate_run
 from videogen.methods import build_method
-from videogen.methods.pvdm import write_pvdm_cache
+from videogen.pvdm_cache import write_pvdm_cache
 from videogen.rollout import rollout
 from videogen.sampling import sample_task
 from videogen.train import train

@@ -3,7 +3,7 @@
 train   -> videogen.train.train            sample -> videogen.sampling.sample_task
 info    -> videogen.summary.describe       demo   -> videogen.demo.run_demo
 data    -> videogen.data.preview / info    eval   -> videogen.evaluate.evaluate_run
-pvdm-cache -> videogen.methods.pvdm.write_pvdm_cache
+pvdm-cache -> videogen.pvdm_cache.write_pvdm_cache
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     from videogen.checkpoint import load_pretrained
     from videogen.data import to_uint8
-    from videogen.io import write_grid, write_video
+    from videogen.grids import write_grid
+    from videogen.io import write_video
     from videogen.sampling import sample_task
 
     method = load_pretrained(args.run, device=args.device)
@@ -169,7 +170,7 @@ def _array_options(args: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_pvdm_cache(args: argparse.Namespace) -> None:
-    from videogen.methods.pvdm import write_pvdm_cache
+    from videogen.pvdm_cache import write_pvdm_cache
 
     out = write_pvdm_cache(
         args.autoencoder,

@@ -89,7 +89,7 @@ def run_demo(
     """Train, sample three tasks, write GIF grids and ``metrics.json``; return the folder."""
     from videogen.checkpoint import load_pretrained
     from videogen.data import build_dataset, to_model
-    from videogen.io import write_grid
+    from videogen.grids import write_grid
     from videogen.rollout import rollout
     from videogen.train import train
 

@@ -478,7 +478,7 @@ def write_preview(
     """Write the method's preview (``VideoMethod.preview``: by default its main task) of the
     first test clips as a GIF grid."""
     from videogen.data import build_dataset, to_model
-    from videogen.io import write_grid
+    from videogen.grids import write_grid
 
     test = build_dataset(cfg.data, "test", seed=cfg.train.seed, length=count)
     clips = torch.stack([c if torch.is_tensor(c) else c[0] for c in test][:count])

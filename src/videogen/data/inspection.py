@@ -10,7 +10,8 @@ from videogen.data.arrays import ARRAY_SUFFIXES, describe
 from videogen.data.build import build_dataset
 from videogen.data.errors import DatasetError
 from videogen.data.registry import BENCHMARKS
-from videogen.io import VIDEO_SUFFIXES, VideoError, tile, video_info, write_video
+from videogen.grids import tile
+from videogen.io import VIDEO_SUFFIXES, VideoError, video_info, write_video
 
 
 def preview(

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from videogen import checkpoint, tasks
-from videogen.config import Config
+from videogen.config import Config, ConfigError
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,16 @@ class Pretrained:
 
     path: str | None = None
     loaded_from: str | None = None
+
+
+def refuse_unresolved(key: str, value: object, title: str) -> None:
+    """A method's ``__init__`` meets a sub-model path only when built around ``build_method``
+    (which reads it once and records its settings): say so, naming ``key``."""
+    if value:
+        raise ConfigError(
+            f"{key} is read by videogen.registry.build_method (it loads the folder once and "
+            f"records its settings); build {title} with build_method"
+        )
 
 
 class VideoMethod(nn.Module):

@@ -36,18 +36,24 @@ videos go clip by clip through ``videogen.rollout``.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from videogen.checkpoint import WEIGHTS_NAME, load_pretrained
+from videogen.checkpoint import load_pretrained
 from videogen.config import Config, ConfigError, from_dict
 from videogen.data.latent_cache import LatentCache
 from videogen.diffusion import GaussianDiffusion
-from videogen.methods.base import ParamGroup, Pretrained, SampleOptions, VideoMethod
+from videogen.methods.base import (
+    ParamGroup,
+    Pretrained,
+    SampleOptions,
+    VideoMethod,
+    refuse_unresolved,
+)
 from videogen.models.pvdm_autoencoder import PVDMAutoencoder, PVDMAutoencoderSpec
 from videogen.models.pvdm_losses import (
     PVDMLossWeights,
@@ -58,23 +64,13 @@ from videogen.models.pvdm_losses import (
 )
 from videogen.models.pvdm_planes import pack_planes, unpack_planes
 from videogen.models.pvdm_unet import PVDMUNet, PVDMUNetSpec
+from videogen.pvdm_cache import export_weights_file
 from videogen.tasks import PrevClipMasks
 
-# the model keys that fix the autoencoder's shape (recorded from the stage-1 export)
-AUTOENCODER_KEYS = (
-    "clip",
-    "patch",
-    "width",
-    "depth",
-    "heads",
-    "head_dim",
-    "ff_mult",
-    "latent_channels",
-    "proj_depth",
-    "proj_heads",
-    "proj_head_dim",
-    "proj_mlp",
-    "max_freq",
+# the model keys that fix the autoencoder's shape (recorded from the stage-1 export): the
+# spec's fields but those the data fixes, with "clip" for its frames
+AUTOENCODER_KEYS = ("clip",) + tuple(
+    f.name for f in fields(PVDMAutoencoderSpec) if f.name not in ("channels", "frames", "size")
 )
 
 
@@ -145,18 +141,6 @@ def autoencoder_spec(m: PVDMConfig, cfg: Config) -> PVDMAutoencoderSpec:
     )
 
 
-def export_weights_file(path: str | Path) -> Path:
-    """The weight file of a stage-1 export or run folder (its ``export/``)."""
-    path = Path(path)
-    for candidate in (path / WEIGHTS_NAME, path / "export" / WEIGHTS_NAME):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(
-        f"model.autoencoder.path: {path} holds no {WEIGHTS_NAME} (nor export/{WEIGHTS_NAME}); "
-        "finish stage 1 (its export) first"
-    )
-
-
 class PVDM(VideoMethod):
     """Projected video autoencoder (stage 1), latent diffusion over its planes (stage 2)."""
 
@@ -169,11 +153,7 @@ class PVDM(VideoMethod):
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         m: PVDMConfig = from_dict(PVDMConfig, cfg.model, "model")
-        if m.autoencoder.path is not None:
-            raise ConfigError(
-                "model.autoencoder.path is read by videogen.registry.build_method; build PVDM "
-                "with build_method"
-            )
+        refuse_unresolved("model.autoencoder.path", m.autoencoder.path, self.title or self.name)
         want = m.clip if m.stage == "autoencoder" else 2 * m.clip
         if cfg.data.frames != want:
             raise ConfigError(
@@ -335,13 +315,7 @@ class PVDM(VideoMethod):
 
     def reconstruct(self, video: Tensor) -> Tensor:
         """``(B, T, C, H, W)`` through the autoencoder clip by clip (T a multiple of ``clip``)."""
-        clip = self.model_cfg.clip
-        if video.shape[1] % clip:
-            raise ValueError(
-                f"PVDM reconstructs whole clips of {clip} frames; got {video.shape[1]} frames"
-            )
-        parts = [self.autoencoder(c)[0] for c in video.split(clip, dim=1)]
-        return torch.cat(parts, dim=1)
+        return self.autoencoder.reconstruct(video)
 
     def _perceptual(self, device: torch.device) -> nn.Module | None:
         if not self._lpips:
@@ -522,56 +496,3 @@ class PVDM(VideoMethod):
         continued = self.generate(video, known, generator=generator)
         fresh = self.generate(video, torch.zeros_like(known), generator=generator)
         return [video, continued, fresh], known[0]
-
-
-# --------------------------------------------------------------------------- the latent cache
-
-
-@torch.no_grad()
-def write_pvdm_cache(
-    autoencoder: str | Path,
-    data: str,
-    out: str | Path,
-    *,
-    root: str | None = None,
-    items: int = 10_000,
-    batch_size: int = 16,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> Path:
-    """``videogen pvdm-cache``: encode ``items`` random training items of ``data`` (a dataset
-    name or path; ``root`` for a benchmark) with the stage-1 export ``autoencoder`` and write a
-    latent cache folder ``out`` for stage 2 (``model.cache=out``). Each item is two
-    consecutive clips at the autoencoder's resolution; the cache records the export's sha256."""
-    import dataclasses
-
-    from tqdm.auto import tqdm
-
-    from videogen.data import build_dataset, to_model
-    from videogen.data.latent_cache import write_latent_cache
-    from videogen.metrics.weights import sha256_file
-
-    weights = export_weights_file(autoencoder)
-    method = load_pretrained(weights.parent, device=device)
-    if method.name != PVDM.name:
-        raise ConfigError(f"{autoencoder} holds a {method.name} model, not a PVDM autoencoder")
-    clip = method.model_cfg.clip
-    cfg = dataclasses.replace(method.cfg.data, name=data, root=root, frames=2 * clip)
-    clips = build_dataset(cfg, "train", seed=seed, length=items)
-    loader = torch.utils.data.DataLoader(clips, batch_size=batch_size, num_workers=cfg.num_workers)
-    batches = tqdm(loader, disable=not progress, desc="encoding", total=-(-items // batch_size))
-    info = {
-        "autoencoder": str(autoencoder),
-        "autoencoder_sha256": sha256_file(weights),
-        "data": {**dataclasses.asdict(cfg), "split": "train", "seed": seed},
-        "clip": clip,
-        "plane_shape": dataclasses.asdict(method.plane_shape),
-    }
-    device = torch.device(device)
-    return write_latent_cache(
-        out,
-        lambda batch: method.encode_items(to_model(batch.to(device))),
-        (b if torch.is_tensor(b) else b[0] for b in batches),
-        info,
-    )

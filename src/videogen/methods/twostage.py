@@ -31,7 +31,13 @@ from torch import Tensor
 from videogen.checkpoint import load_pretrained
 from videogen.config import Config, ConfigError, from_dict
 from videogen.diffusion import GaussianDiffusion
-from videogen.methods.base import ParamGroup, Pretrained, SampleOptions, VideoMethod
+from videogen.methods.base import (
+    ParamGroup,
+    Pretrained,
+    SampleOptions,
+    VideoMethod,
+    refuse_unresolved,
+)
 from videogen.models.twostage import FrameAutoencoder, LatentDenoiser, PatchDiscriminator
 from videogen.tasks import RamvidMasks
 
@@ -68,11 +74,7 @@ class TwoStage(VideoMethod):
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         m: TwoStageConfig = from_dict(TwoStageConfig, cfg.model, "model")
-        if m.autoencoder.path is not None:
-            raise ConfigError(
-                "model.autoencoder.path is read by videogen.registry.build_method; build "
-                "TwoStage with build_method"
-            )
+        refuse_unresolved("model.autoencoder.path", m.autoencoder.path, self.title or self.name)
         if cfg.data.size % 2:
             raise ConfigError(f"data.size={cfg.data.size} must be even (codes are half size)")
         self.model_cfg = m

@@ -32,7 +32,7 @@ from torch import Tensor
 from videogen.config import Config, ConfigError, from_dict
 from videogen.diffusion import Denoiser, VideoDiffusion
 from videogen.diffusion.decomposed import DecomposedNoise, key_frame
-from videogen.methods.base import SampleOptions, VideoMethod
+from videogen.methods.base import SampleOptions, VideoMethod, refuse_unresolved
 from videogen.models.videofusion import (
     DEFAULT_BASE,
     ResidualUNet,
@@ -135,11 +135,7 @@ class VideoFusion(VideoMethod):
             lambdas = self.noise.lambdas(data.frames)
         except ValueError as err:
             raise ConfigError(f"model.lam / model.key_lambda / model.lambdas: {err}") from err
-        if m.base_pretrained:
-            raise ConfigError(
-                "model.base_pretrained is read by videogen.registry.build_method (it loads the "
-                "folder once and records its architecture); build VideoFusion with build_method"
-            )
+        refuse_unresolved("model.base_pretrained", m.base_pretrained, self.title or self.name)
         try:
             base = self._build_base(m, cfg)
         except ValueError as err:

@@ -319,3 +319,13 @@ class PVDMAutoencoder(nn.Module):
     def forward(self, video: Tensor) -> tuple[Tensor, Planes]:
         planes = self.encode(video)
         return self.decode(planes), planes
+
+    def reconstruct(self, video: Tensor) -> Tensor:
+        """``(B, T, C, H, W)`` through the autoencoder clip by clip (T a multiple of the
+        clip length)."""
+        clip = self.spec.frames
+        if video.shape[1] % clip:
+            raise ValueError(
+                f"PVDM reconstructs whole clips of {clip} frames; got {video.shape[1]} frames"
+            )
+        return torch.cat([self(c)[0] for c in video.split(clip, dim=1)], dim=1)
