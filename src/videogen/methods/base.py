@@ -91,6 +91,26 @@ class Pretrained:
     loaded_from: str | None = None
 
 
+def load_stage_one(cls: type[VideoMethod], cfg: Config, path: str | Path) -> tuple[Any, Any]:
+    """``model.autoencoder.path`` of a two-stage method's stage 2: the stage-1 export (or run
+    folder) at ``path`` as ``(method, its model config)``, refused by name unless it is this
+    method's autoencoder stage for clips of ``cfg``'s channels and size."""
+    stage1 = checkpoint.load_pretrained(path)
+    s1: Any = getattr(stage1, "model_cfg", None)
+    if stage1.name != cls.name or getattr(s1, "stage", None) != "autoencoder":
+        raise ConfigError(
+            f"model.autoencoder.path: {path} holds a {stage1.name} model, not a stage-1 "
+            f"{cls.title or cls.name} autoencoder (model.stage=autoencoder)"
+        )
+    d, d1 = cfg.data, stage1.cfg.data
+    if (d.channels, d.size) != (d1.channels, d1.size):
+        raise ConfigError(
+            f"model.autoencoder.path: {path} encodes {d1.channels}-channel {d1.size} px "
+            f"clips; this run has {d.channels} channels at {d.size} px"
+        )
+    return stage1, s1
+
+
 def refuse_unresolved(key: str, value: object, title: str) -> None:
     """A method's ``__init__`` meets a sub-model path only when built around ``build_method``
     (which reads it once and records its settings): say so, naming ``key``."""

@@ -43,7 +43,6 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from videogen.checkpoint import load_pretrained
 from videogen.config import Config, ConfigError, from_dict
 from videogen.data.latent_cache import LatentCache
 from videogen.diffusion import GaussianDiffusion
@@ -52,6 +51,7 @@ from videogen.methods.base import (
     Pretrained,
     SampleOptions,
     VideoMethod,
+    load_stage_one,
     refuse_unresolved,
 )
 from videogen.models.pvdm_autoencoder import PVDMAutoencoder, PVDMAutoencoderSpec
@@ -217,19 +217,7 @@ class PVDM(VideoMethod):
         if m.stage != "diffusion":
             raise ConfigError("model.autoencoder.path is for model.stage=diffusion")
         weights_file = export_weights_file(path)
-        stage1 = load_pretrained(weights_file.parent)
-        s1: Any = getattr(stage1, "model_cfg", None)
-        if stage1.name != cls.name or s1.stage != "autoencoder":
-            raise ConfigError(
-                f"model.autoencoder.path: {path} holds a {stage1.name} model, not a stage-1 "
-                f"PVDM autoencoder (model.stage=autoencoder)"
-            )
-        d, d1 = cfg.data, stage1.cfg.data
-        if (d.channels, d.size) != (d1.channels, d1.size):
-            raise ConfigError(
-                f"model.autoencoder.path: {path} encodes {d1.channels}-channel {d1.size} px "
-                f"clips; this run has {d.channels} channels at {d.size} px"
-            )
+        stage1, s1 = load_stage_one(cls, cfg, weights_file.parent)
         from videogen.metrics.weights import sha256_file
 
         resolved = cls.with_model(

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from videogen.checkpoint import load_pretrained
 from videogen.config import Config, ConfigError, from_dict
 from videogen.diffusion import GaussianDiffusion
 from videogen.methods.base import (
@@ -36,6 +35,7 @@ from videogen.methods.base import (
     Pretrained,
     SampleOptions,
     VideoMethod,
+    load_stage_one,
     refuse_unresolved,
 )
 from videogen.models.twostage import FrameAutoencoder, LatentDenoiser, PatchDiscriminator
@@ -100,19 +100,7 @@ class TwoStage(VideoMethod):
             return cfg, {}
         if m.stage != "diffusion":
             raise ConfigError("model.autoencoder.path is for model.stage=diffusion")
-        stage1 = load_pretrained(path)
-        s1: Any = getattr(stage1, "model_cfg", None)
-        if stage1.name != cls.name or s1.stage != "autoencoder":
-            raise ConfigError(
-                f"model.autoencoder.path: {path} holds a {stage1.name} model, not a stage-1 "
-                f"{cls.name} autoencoder (model.stage=autoencoder)"
-            )
-        d, d1 = cfg.data, stage1.cfg.data
-        if (d.channels, d.size) != (d1.channels, d1.size):
-            raise ConfigError(
-                f"model.autoencoder.path: {path} codes {d1.channels}-channel {d1.size} px "
-                f"frames; this run has {d.channels} channels at {d.size} px"
-            )
+        stage1, s1 = load_stage_one(cls, cfg, path)
         resolved = cls.with_model(
             cfg,
             hidden=s1.hidden,
