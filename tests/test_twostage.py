@@ -175,7 +175,7 @@ def test_a_wrong_autoencoder_path_is_named(stages, tmp_path, capsys):
     config.write_text("{}\n")
     code = main(["train", str(config), *COMMON, *args, f"train.out={tmp_path / 'x'}"])
     assert code == 2
-    assert "not a stage-1 twostage autoencoder" in capsys.readouterr().err
+    assert "not a stage-1 TwoStage autoencoder" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
