@@ -25,6 +25,13 @@ sampler_clips=${SAMPLER_CLIPS:-64}
 logs=runs/ttq
 keep=${OUT:-ttq-out}
 mkdir -p "$logs" "$keep"
+# the GPU machine lacks some dependencies (diffusers, PyAV): wheels carried in .whl/ (the device
+# README) are installed into /tmp/site once
+if compgen -G ".whl/*.whl" >/dev/null && [[ ! -d /tmp/site ]]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+    .whl/*.whl || exit 1
+fi
+[[ -d /tmp/site ]] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 ttq="python3 benchmarks/time_to_quality.py"
 common="data.num_workers=2 train.log_every=100 train.sample_every=0 train.ckpt_every=1000000"
