@@ -9,14 +9,12 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_train import TINY, losses, tiny_cfg
+from test_train import losses, tiny_cfg, training_process
 
 from videogen import checkpoint as ckpt_module
 from videogen.checkpoint import (
@@ -131,33 +129,7 @@ def test_a_given_dataset_resumes_the_same_batches_by_replaying_them(tmp_path, mo
 def test_a_signal_to_the_group_stops_within_seconds_with_a_checkpoint(tmp_path, sig):
     """Regression: with a checkpoint (and a new loader) every step, the signal used to land in
     the old loader's __del__ and be lost, or hang the exit."""
-    run = tmp_path / "run"
-    settings = {
-        "method": "videoflow",
-        "data.name": "moving-digits",
-        "data.frames": 3,
-        "data.size": 16,
-        "data.channels": 1,
-        "data.num_workers": 2,
-        "train.steps": 100000,
-        "train.batch_size": 4,
-        "train.log_every": 1,
-        "train.ckpt_every": 1,
-        "train.sample_every": 0,
-        "train.out": str(run),
-    }
-    overrides = [f"{k}={v}" for k, v in settings.items()]
-    overrides += [f"model.{k}={v}" for k, v in TINY.items()]
-    config = tmp_path / "empty.yaml"
-    config.write_text("{}\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "videogen", "train", "--quiet", str(config), *overrides],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc, run = training_process(tmp_path, ckpt_every=1)
     deadline = time.time() + 120
     log = run / "metrics.jsonl"
     while time.time() < deadline and proc.poll() is None:

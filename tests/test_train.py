@@ -174,32 +174,30 @@ def test_a_half_written_checkpoint_is_never_the_latest(tmp_path):
     assert latest_checkpoint(run).name == "step-0000003"
 
 
-def test_sigterm_to_the_process_group_checkpoints_with_loader_workers(tmp_path):
-    """Regression: `timeout` signals the whole process group; the DataLoader workers used to
-    die first and the run ended without a checkpoint."""
+def training_process(tmp_path, **settings):
+    """``videogen train`` of the tiny VideoFlow on digits with 2 loader workers, endless, in a
+    subprocess of its own process group (as a shell's job); ``settings`` override the train
+    section. Returns the process and its run folder."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     run = tmp_path / "run"
-    overrides = [
-        f"{k}={v}"
-        for k, v in {
-            "method": "videoflow",
-            "data.name": "moving-digits",
-            "data.frames": 3,
-            "data.size": 16,
-            "data.channels": 1,
-            "data.num_workers": 2,
-            "train.steps": 100000,
-            "train.batch_size": 4,
-            "train.log_every": 1,
-            "train.sample_every": 0,
-            "train.out": str(run),
-        }.items()
-    ]
+    values = {
+        "method": "videoflow",
+        "data.name": "moving-digits",
+        "data.frames": 3,
+        "data.size": 16,
+        "data.channels": 1,
+        "data.num_workers": 2,
+        "train.steps": 100000,
+        "train.batch_size": 4,
+        "train.log_every": 1,
+        "train.sample_every": 0,
+        "train.out": str(run),
+        **{f"train.{k}": v for k, v in settings.items()},
+    }
+    overrides = [f"{k}={v}" for k, v in values.items()]
     overrides += [f"model.{k}={v}" for k, v in TINY.items()]
     config = tmp_path / "empty.yaml"
     config.write_text("{}\n")
@@ -211,6 +209,17 @@ def test_sigterm_to_the_process_group_checkpoints_with_loader_workers(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    return proc, run
+
+
+def test_sigterm_to_the_process_group_checkpoints_with_loader_workers(tmp_path):
+    """Regression: `timeout` signals the whole process group; the DataLoader workers used to
+    die first and the run ended without a checkpoint."""
+    import os
+    import signal
+    import time
+
+    proc, run = training_process(tmp_path)
     deadline = time.time() + 120
     while not (run / "metrics.jsonl").is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
