@@ -12,6 +12,7 @@ import av
 import h5py
 import numpy as np
 import pytest
+from test_io import faststart_copy
 
 from videogen.cli import main
 from videogen.config import ConfigError, DataConfig, load_config
@@ -38,17 +39,6 @@ sample: {sampler: ddim, steps: 2}
 
 def data_cfg(name: Path, **kw) -> DataConfig:
     return DataConfig(**{"name": str(name), "frames": 4, "size": 16, "channels": 3, **kw})
-
-
-def faststart(src: Path, dst: Path) -> Path:
-    """A copy of ``src`` with its index (moov) first: cuts of it still open."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        stream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
-    return dst
 
 
 @pytest.fixture
@@ -82,7 +72,7 @@ def test_a_file_without_a_decoder_is_named_not_a_traceback(no_codec: Path, small
 
 
 def test_no_frame_counts_for_files_where_no_frame_decodes(tmp_path: Path, small_mp4: Path):
-    fast = faststart(small_mp4, tmp_path / "index_first.mp4")
+    fast = faststart_copy(small_mp4, tmp_path / "index_first.mp4")
     cut = tmp_path / "cut.mp4"  # the header still announces 120 frames
     cut.write_bytes(fast.read_bytes()[:20_000])
     with av.open(str(cut)) as container:
@@ -97,7 +87,7 @@ def test_no_frame_counts_for_files_where_no_frame_decodes(tmp_path: Path, small_
 
 
 def test_an_absurd_header_frame_count_is_not_believed(tmp_path: Path, small_mp4: Path):
-    data = bytearray(faststart(small_mp4, tmp_path / "index_first.mp4").read_bytes())
+    data = bytearray(faststart_copy(small_mp4, tmp_path / "index_first.mp4").read_bytes())
     stts = data.index(b"stts")  # time-to-sample: (entries, count, delta); patch the count
     data[stts + 12 : stts + 16] = struct.pack(">I", 2_259_965_561)
     path = tmp_path / "absurd.mp4"
