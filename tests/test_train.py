@@ -383,3 +383,26 @@ def test_snapshots_export_the_ema_weights_at_their_minutes(tmp_path):
     first = (run / "snapshots" / "0min" / "model.safetensors").read_bytes()
     train(tiny_cfg(tmp_path, steps=5, snapshot_minutes=[0.0]), progress=False)
     assert (run / "snapshots" / "0min" / "model.safetensors").read_bytes() == first
+
+
+def test_cosine_schedule_warms_up_then_follows_half_a_cosine_to_zero(tmp_path):
+    """``train.lr_schedule=cosine``: the learning rate logged after step s (the one the next
+    update uses) is lr·(s+1)/warmup during warm-up, then lr·(1 + cos(π·d))/2 with d the part of
+    the post-warm-up updates done; ``constant`` stays at lr after warm-up."""
+    import math
+
+    run = train(tiny_cfg(tmp_path, steps=8, warmup=3, lr_schedule="cosine"), progress=False)
+    logged = [
+        (row["step"], row["lr"])
+        for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    ]
+    for s, lr in logged:
+        if s + 1 < 3:
+            want = 1e-3 * (s + 1) / 3
+        else:
+            want = 1e-3 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s + 1 - 3) / (8 - 3 + 1))))
+        assert lr == pytest.approx(want, rel=1e-6), s
+    assert logged[-2][1] > 0  # the last update still had a learning rate
+    flat = train(tiny_cfg(tmp_path / "c", steps=4, warmup=2), progress=False)
+    rates = [json.loads(line)["lr"] for line in (flat / "metrics.jsonl").read_text().splitlines()]
+    assert rates == pytest.approx([1e-3] * 4)

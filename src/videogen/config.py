@@ -69,6 +69,9 @@ class TrainConfig:
     eps: float = 1e-8
     optimizer: Literal["adam", "adamw"] = "adam"
     warmup: int = 0
+    # after warm-up: "constant" (the papers') or "cosine", half a cosine down to 0 at
+    # train.steps (a run that train.max_minutes ends sooner stops part way down)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     grad_clip: float | None = 1.0
     ema_decay: float | None = 0.999
     # decay min(ema_decay, (1 + n) / (10 + n)) at update n, so short runs average recent

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -56,7 +57,7 @@ from videogen.checkpoint import (
     save_pretrained,
 )
 from videogen.compile_options import inductor_options, uses_cuda_graphs
-from videogen.config import Config, save_config
+from videogen.config import Config, TrainConfig, save_config
 from videogen.ema import EMA, ema_weights
 from videogen.methods.base import ParamGroup, VideoMethod
 from videogen.rank_rng import restore_rank_rng
@@ -109,10 +110,24 @@ def check_lr(lr: float, group: ParamGroup, key: str) -> None:
         )
 
 
-def warmup_schedule(optimizer: torch.optim.Optimizer, warmup: int):
-    """Linear warm-up from 0 over ``warmup`` steps, then constant (as MCVD and RaMViD train)."""
+def lr_factor(step: int, warmup: int, steps: int, schedule: str) -> float:
+    """The learning rate's multiplier after ``step`` optimizer steps: linear warm-up from 0 over
+    ``warmup`` steps, then constant (as MCVD and RaMViD train) or, for ``cosine``, half a cosine
+    from 1 down to 0 at ``steps`` (Loshchilov & Hutter 2017, without restarts)."""
+    if warmup > 0 and step + 1 < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    # the last of ``steps`` updates still moves the weights (its factor is just above 0)
+    done = min(1.0, max(0, step + 1 - warmup) / max(1, steps - warmup + 1))
+    return 0.5 * (1 + math.cos(math.pi * done))
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, train_cfg: TrainConfig):
+    """``lr_factor`` as a scheduler stepped once per optimizer step of ``optimizer``."""
+    warmup, steps, kind = train_cfg.warmup, train_cfg.steps, train_cfg.lr_schedule
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+        optimizer, lambda step: lr_factor(step, warmup, steps, kind)
     )
 
 
@@ -216,7 +231,7 @@ def _train(
         set_memory_format(method)
     groups = method.param_groups()
     optimizers = {name: make_optimizer(group, cfg) for name, group in groups.items()}
-    schedulers = {name: warmup_schedule(opt, t.warmup) for name, opt in optimizers.items()}
+    schedulers = {name: lr_schedule(opt, t) for name, opt in optimizers.items()}
     averaged = [p for g in groups.values() if g.ema for p in g.params]
     ema = EMA(method, t.ema_decay, t.ema_warmup, averaged) if t.ema_decay else None
 
