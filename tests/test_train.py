@@ -364,6 +364,83 @@ def test_no_rank_leaves_training_before_rank_0_has_exported(tmp_path):
     assert float((tmp_path / "returned_1").read_text()) >= exported
 
 
+BLOCKED_TEARDOWN_WORKER = """
+import json, os, sys, time
+from accelerate import Accelerator
+import videogen.train as trainer
+from videogen.config import Config, from_dict
+
+real_end = Accelerator.end_training
+
+def blocked_end(self):  # torch's teardown that never returns, on rank 1
+    if os.environ["RANK"] == "1":
+        time.sleep(600)
+    real_end(self)
+
+Accelerator.end_training = blocked_end
+cfg = from_dict(Config, json.loads(sys.argv[1]))
+trainer.train(cfg, progress=False, exit_grace=float(sys.argv[2]))
+"""
+
+
+def test_a_rank_whose_teardown_blocks_ends_itself_after_the_grace(tmp_path):
+    """A finished two-process run whose rank 1 blocks in the process group's teardown (as gloo
+    now and then does) still ends, with status 0, the stack of the blocked thread on stderr, and
+    the run complete."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from videogen.config import to_dict
+
+    script = tmp_path / "worker.py"
+    script.write_text(BLOCKED_TEARDOWN_WORKER)
+    cfg = to_dict(tiny_cfg(tmp_path, steps=2, batch_size=2, ckpt_every=0))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*cmd, str(script), json.dumps(cfg), "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert time.perf_counter() - started < 200  # not the 600 s the teardown would block
+    assert "rank 1 of a finished run: the work is written" in done.stderr
+    assert "in blocked_end" in done.stderr  # the blocked thread's stack
+    assert "rank 0 of a finished run" not in done.stderr
+    assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
+
+
+def test_end_within_leaves_a_process_that_ends_in_time_alone(tmp_path):
+    import subprocess
+    import sys
+
+    quick = "from videogen.exit_guard import end_within; end_within(30, 'x'); print('done')"
+    done = subprocess.run([sys.executable, "-c", quick], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "done\n", "")
+
+
+def test_end_now_skips_a_shutdown_that_would_block():
+    import subprocess
+    import sys
+
+    # a non-daemon thread that sleeps 600 s holds a normal interpreter shutdown for 600 s
+    blocked = (
+        "import threading, time; from videogen.exit_guard import end_now\n"
+        "threading.Thread(target=time.sleep, args=(600,)).start()\n"
+        "print('written', end='')\n"
+        "end_now()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "written")  # flushed, though _exit skips atexit
+
+
 def test_snapshots_export_the_ema_weights_at_their_minutes(tmp_path):
     run = train(tiny_cfg(tmp_path, steps=3, snapshot_minutes=[0.0, 600.0]), progress=False)
     snaps = sorted(p.name for p in (run / "snapshots").iterdir())

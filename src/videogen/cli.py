@@ -17,6 +17,8 @@ import torch
 
 from videogen.config import ConfigError, load_config
 
+# seconds a finished process of a multi-process launch may take to end (videogen.exit_guard)
+EXIT_GRACE = 60.0
 TASKS = ("predict", "past", "infill", "interpolate", "upsample", "unconditional")
 
 
@@ -31,12 +33,19 @@ def cmd_train(args: argparse.Namespace) -> None:
     from videogen.train import train
 
     cfg = load_config(args.config, args.overrides)
-    run = train(cfg, out=args.out, resume=not args.fresh, progress=not args.quiet)
+    run = train(
+        cfg, out=args.out, resume=not args.fresh, progress=not args.quiet, exit_grace=EXIT_GRACE
+    )
     from accelerate import PartialState
 
-    if PartialState().is_main_process:  # once, also under torchrun / accelerate launch
+    state = PartialState()
+    if state.is_main_process:  # once, also under torchrun / accelerate launch
         print(f"run folder: {run}")
         print(f"export: {run / 'export'}")
+    if state.num_processes > 1:  # the process group is gone and the run written: nothing is left
+        from videogen.exit_guard import end_now
+
+        end_now()
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -118,9 +127,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
     from accelerate import PartialState
 
-    if PartialState().is_main_process:  # once, also sharded under torchrun / accelerate launch
+    state = PartialState()
+    if state.is_main_process:  # once, also sharded under torchrun / accelerate launch
         print(json.dumps(result.get("metrics", result), indent=2, default=str))
         print(f"wrote {kwargs['out_dir']}/metrics.json and report.html")
+    if state.num_processes > 1:  # the shards are gathered and written: only teardown is left
+        from videogen.exit_guard import end_within
+
+        end_within(EXIT_GRACE, f"rank {state.process_index} of a finished evaluation")
 
 
 def cmd_data_preview(args: argparse.Namespace) -> None:

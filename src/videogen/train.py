@@ -59,6 +59,7 @@ from videogen.checkpoint import (
 from videogen.compile_options import inductor_options, uses_cuda_graphs
 from videogen.config import Config, TrainConfig, save_config
 from videogen.ema import EMA, ema_weights
+from videogen.exit_guard import end_within
 from videogen.methods.base import ParamGroup, VideoMethod
 from videogen.rank_rng import restore_rank_rng
 from videogen.registry import build_method, method_class
@@ -166,16 +167,21 @@ def train(
     resume: bool = True,
     dataset: Iterable | None = None,
     progress: bool = True,
+    exit_grace: float | None = None,
 ) -> Path:
     """Train ``cfg`` and return the run folder (``cfg.train.out`` unless ``out`` is given).
 
     With ``resume`` a run folder that holds a checkpoint continues from it. ``dataset``
     replaces the configured data (any dataset of uint8 ``(T, H, W, C)`` clips).
+    ``exit_grace``: with several processes, once every rank has reached the end of a finished
+    run, this process ends itself (status 0) if it is still alive ``exit_grace`` s later
+    (``videogen.exit_guard``: torch's teardown now and then blocks); ``None``, the default,
+    leaves the process alone. ``videogen train`` gives 60.
     """
     run_dir = Path(out if out is not None else cfg.train.out)
     with StopSignal() as stop:
         try:
-            return _train(cfg, run_dir, resume, dataset, progress, stop)
+            return _train(cfg, run_dir, resume, dataset, progress, stop, exit_grace)
         except NonFiniteError as err:  # an export or snapshot of non-finite weights
             raise non_finite_stop(str(err), run_dir) from err
         except WriteError as err:
@@ -195,6 +201,7 @@ def _train(
     dataset: Iterable | None,
     progress: bool,
     stop: StopSignal,
+    exit_grace: float | None,
 ) -> Path:
     t = cfg.train
     plugin = dynamo_plugin(cfg)
@@ -427,6 +434,8 @@ def _train(
     # every rank tears the process group down together (destroying it is collective: NCCL's
     # communicators abort together), not while rank 0 is still exporting
     acc.wait_for_everyone()
+    if exit_grace is not None and acc.num_processes > 1:
+        end_within(exit_grace, f"rank {acc.process_index} of a finished run")
     acc.end_training()
     return run_dir
 
