@@ -173,6 +173,16 @@ def test_fixed_base_seed_shares_base_noise_across_draws():
 # --------------------------------------------------------------------------- the two stages
 
 
+def test_lambdas_made_inside_a_compiled_step_are_not_cached():
+    """Regression (H200, session 8): a λ tensor cached while a reduce-overhead step was compiled
+    lived in the CUDA graph's memory, and the next replay refused to overwrite it."""
+    noise = DecomposedNoise(lam=0.3, key_lambda=1.0)
+    compiled = torch.compile(lambda: noise.lambdas(5) * 2, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(), 2 * frame_lambdas(5, 0.3, 1.0))
+    assert noise._lambdas == {}
+    assert noise.lambdas(5) is noise.lambdas(5)  # eager draws keep their one copy
+
+
 def test_base_generator_called_once_per_clip_per_step():
     method = tiny_method()
     video = torch.zeros(2, FRAMES, CH, SIZE, SIZE)
@@ -676,3 +686,22 @@ def test_class_conditional_training_and_sampling_from_a_labelled_video_folder(tm
         == 0
     )
     assert gif.is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_training_with_cuda_graphs_on_gpu(tmp_path):
+    """Regression: under ``train.compile_mode=reduce-overhead`` the first replay failed (the
+    decomposed noise's cached λ lived in the CUDA graph's memory; BENCHMARKS.md, session 8)."""
+    cfg = tiny_config()
+    cfg.data.name, cfg.data.channels = "moving-digits", 1
+    cfg.train.steps, cfg.train.batch_size, cfg.train.log_every = 4, 2, 1
+    cfg.train.sample_every, cfg.train.ckpt_every = 0, 100
+    cfg.train.compile, cfg.train.compile_mode = True, "reduce-overhead"
+    cfg.train.out = str(tmp_path / "run")
+    g = torch.Generator().manual_seed(0)
+    clips = torch.randint(0, 256, (8, FRAMES, SIZE, SIZE, 1), generator=g, dtype=torch.uint8)
+    run = train(cfg, dataset=list(clips), progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)

@@ -152,6 +152,11 @@ class DecomposedNoise:
     _lambdas: dict = field(default_factory=dict, init=False, repr=False)
 
     def lambdas(self, frames: int, device: torch.device | str = "cpu") -> Tensor:
+        if torch.compiler.is_compiling():
+            # a tensor made inside a compiled step lives in that graph's memory: under CUDA
+            # graphs (reduce-overhead) the next replay overwrites a cached one, and the compiled
+            # step makes these values once anyway
+            return frame_lambdas(frames, self.lam, self.key_lambda, self.schedule).to(device)
         key = (frames, str(torch.device(device)))
         if key not in self._lambdas:
             values = frame_lambdas(frames, self.lam, self.key_lambda, self.schedule)
