@@ -6,9 +6,10 @@
 #   bash benchmarks/gpu_ttq.sh start MIN [RUN...]   # launch the trainings detached
 #   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
 #
-# RUN: mcvd-paper mcvd-v mcvd-fast ramvid-paper ramvid-fast vflow-paper vflow-fast vfusion-paper
-# vfusion-fast (default: all but mcvd-v and vflow-paper). All runs share the GPU, so a minute
-# here is a minute of a shared GPU, the same for every run compared.
+# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-cos mcvd-b256 ramvid-paper ramvid-fast vflow-paper
+# vflow-fast vfusion-paper vfusion-fast (default: all but mcvd-v, mcvd-cos, mcvd-b256 and
+# vflow-paper). All runs share the GPU, so a minute here is a minute of a shared GPU, the same
+# for every run compared.
 # Environment: EXTRA (overrides for every training), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
 # clips of the curves, of the final scores and of the sampler comparison: 128 / 256 / 64),
 # EVAL_ARGS (appended to every evaluation, e.g. "--steps 2" for a quick check on a CPU).
@@ -49,6 +50,11 @@ config_of() {  # the config and overrides of a run
     mcvd-paper) echo "configs/mcvd/smmnist.yaml $compiled" ;;
     mcvd-v) echo "configs/mcvd/smmnist.yaml diffusion.prediction=v $compiled" ;;
     mcvd-fast) echo "configs/mcvd/smmnist_fast.yaml $compiled" ;;
+    # the next levers for the fast recipe (BENCHMARKS.md, session 8): twice its rate with a
+    # cosine decay over the ~25,000 steps a 15-minute run makes alone, and 4x its batch
+    mcvd-cos) echo "configs/mcvd/smmnist_fast.yaml train.lr=4e-4 train.lr_schedule=cosine \
+train.steps=25000 $compiled" ;;
+    mcvd-b256) echo "configs/mcvd/smmnist_fast.yaml train.batch_size=256 train.lr=4e-4 $compiled" ;;
     ramvid-paper) echo "configs/ramvid/tiny.yaml" ;;
     ramvid-fast) echo "configs/ramvid/tiny_fast.yaml" ;;
     vflow-paper) echo "configs/videoflow/stochastic_shapes.yaml" ;;
