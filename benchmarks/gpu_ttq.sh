@@ -7,9 +7,9 @@
 #   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
 #
 # RUN: mcvd-paper mcvd-v mcvd-fast mcvd-cos mcvd-b256 ramvid-paper ramvid-fast vflow-paper
-# vflow-fast vfusion-paper vfusion-fast (default: all but mcvd-v, mcvd-cos, mcvd-b256 and
-# vflow-paper). All runs share the GPU, so a minute here is a minute of a shared GPU, the same
-# for every run compared.
+# vflow-fast vfusion-paper vfusion-fast vfusion-b8 (default: all but mcvd-v, mcvd-cos,
+# mcvd-b256, vflow-paper and vfusion-b8). All runs share the GPU, so a minute here is a minute
+# of a shared GPU, the same for every run compared.
 # Environment: EXTRA (overrides for every training), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
 # clips of the curves, of the final scores and of the sampler comparison: 128 / 256 / 64),
 # EVAL_ARGS (appended to every evaluation, e.g. "--steps 2" for a quick check on a CPU).
@@ -63,6 +63,7 @@ train.steps=25000 $compiled" ;;
     # compiling the two networks beside other runs took minutes (session 8)
     vfusion-paper) echo "configs/videofusion/shapes.yaml" ;;
     vfusion-fast) echo "configs/videofusion/shapes_fast.yaml" ;;
+    vfusion-b8) echo "configs/videofusion/shapes_fast.yaml train.batch_size=8" ;;
     *) echo "unknown run $1" >&2 && exit 2 ;;
   esac
 }

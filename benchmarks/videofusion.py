@@ -9,6 +9,8 @@ model: training clips/s (loss, backward, AdamW step), peak training memory, DDIM
 batch 1 and 8, peak sampling memory. One table.
 
     python benchmarks/videofusion.py --device cuda [--compile] [--batch 8]
+    python benchmarks/videofusion.py --device cuda --config configs/videofusion/shapes_fast.yaml \
+        --batch 32 [--channels-last]                             # the shapes runs' step rate
     python benchmarks/videofusion.py --device cpu --tiny          # a check, seconds
 
 Demo (``--demo STEPS``): trains a small VideoFusion on the built-in moving-digits data through
@@ -35,6 +37,7 @@ from videogen.config import Config, from_dict, load_config
 from videogen.diffusion import VideoDiffusion
 from videogen.methods import build_method
 from videogen.methods.videofusion import VideoFusion
+from videogen.train import set_memory_format
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {
@@ -107,8 +110,8 @@ def videofusion_config(args: argparse.Namespace) -> Config:
                 "data": {"frames": args.frames, "size": args.size, "channels": 3},
             },
         )
-    cfg = load_config(ROOT / "configs" / "videofusion" / "ucf101_64.yaml")
-    cfg.data.frames, cfg.data.size = args.frames, args.size
+    cfg = load_config(args.config)
+    cfg.data.frames, cfg.data.size, cfg.data.channels = args.frames, args.size, 3
     return cfg
 
 
@@ -216,6 +219,8 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
     torch.manual_seed(0)
     method = build_method(videofusion_config(args)).to(device)
     assert isinstance(method, VideoFusion)
+    if args.channels_last:  # the weights' layout that train.channels_last sets
+        set_memory_format(method)
     if args.compile:
         method.net = torch.compile(method.net)
     nothing = torch.zeros(1, args.frames, dtype=torch.bool, device=device)
@@ -228,7 +233,7 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
         return method.generate(video, known, sampler="ddim", steps=steps)
 
     rows = [measure("VideoFusion (2D base + residual)", method, vf_loss, vf_sample, args, device)]
-    shapes = {rows[0]["model"]: "ucf101_64.yaml" if not args.tiny else "tiny"}
+    shapes = {rows[0]["model"]: Path(args.config).name if not args.tiny else "tiny"}
 
     built = ramvid_unet(params(method), args)
     if isinstance(built, str):
@@ -236,6 +241,8 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
     else:
         unet, shape = built
         unet = unet.to(device)
+        if args.channels_last:
+            set_memory_format(unet)
         net = torch.compile(unet) if args.compile else unet
         diffusion = VideoDiffusion(method.cfg.diffusion, known_in_input=True)
         diffusion.alphas_cumprod = diffusion.alphas_cumprod.to(device)
@@ -375,7 +382,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cuda")
     p.add_argument("--tiny", action="store_true", help="tiny models and clips (a CPU check)")
+    p.add_argument(
+        "--config",
+        default=str(ROOT / "configs" / "videofusion" / "ucf101_64.yaml"),
+        help="the VideoFusion config whose networks are timed (16x64x64 RGB clips)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument(
+        "--channels-last", action="store_true", help="channels-last weights (train.channels_last)"
+    )
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast")
     p.add_argument("--batch", type=int, default=None, help="training batch (8; demo 32)")
     p.add_argument("--iters", type=int, default=20, help="timed training steps")
