@@ -35,14 +35,7 @@ fi
 [[ -d /tmp/site ]] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 ttq="python3 benchmarks/time_to_quality.py"
-common="data.num_workers=2 train.sample_every=0 train.ckpt_every=1000000"
-log_every_of() {  # the trainer checks the clock (max_minutes, snapshots) at log steps only: the
-  # slow models log every 10 steps (~10 s), or their snapshots and end come minutes late
-  case $1 in
-    vflow-* | vfusion-*) echo "train.log_every=10" ;;
-    *) echo "train.log_every=100" ;;
-  esac
-}
+common="data.num_workers=2 train.log_every=100 train.sample_every=0 train.ckpt_every=1000000"
 compiled="train.channels_last=true train.compile=true train.compile_mode=reduce-overhead"
 
 config_of() {  # the config and overrides of a run
@@ -83,8 +76,8 @@ start() {
   for name in $runs; do
     read -r -a cfg <<<"$(config_of "$name")"
     setsid nohup python3 -m videogen train "${cfg[@]}" "train.out=$logs/$name" \
-      "train.max_minutes=$minutes" "train.snapshot_minutes=$points" $common \
-      "$(log_every_of "$name")" ${EXTRA:-} --quiet >"$logs/train_$name.log" 2>&1 </dev/null &
+      "train.max_minutes=$minutes" "train.snapshot_minutes=$points" $common ${EXTRA:-} --quiet \
+      >"$logs/train_$name.log" 2>&1 </dev/null &
     echo $! >"$logs/$name.pid"
     echo "started $name (pid $!): ${cfg[*]}"
   done

@@ -122,13 +122,13 @@ def test_compiled_training_checkpoints_exports_and_resumes(tmp_path, monkeypatch
 def test_max_minutes_ends_the_run_on_time_with_checkpoint_and_export(tmp_path):
     cfg = tiny_cfg(tmp_path, steps=100, log_every=2, max_minutes=0.0)
     run = train(cfg, progress=False)
-    assert sorted(losses(run)) == [2]  # stopped at the first log step
-    assert latest_checkpoint(run).name == "step-0000002"
+    assert sorted(losses(run)) == [1]  # one process reads the clock after every step
+    assert latest_checkpoint(run).name == "step-0000001"
     assert isinstance(load_pretrained(run / "export"), VideoFlow)
     # running again resumes from there
     cfg.train.max_minutes = None
     cfg.train.steps = 4
-    assert sorted(losses(train(cfg, progress=False))) == [2, 4]
+    assert sorted(losses(train(cfg, progress=False))) == [1, 2, 4]
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -439,6 +439,22 @@ def test_end_now_skips_a_shutdown_that_would_block():
         [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60
     )
     assert (done.returncode, done.stdout) == (0, "written")  # flushed, though _exit skips atexit
+
+
+def test_one_process_keeps_its_minutes_between_log_steps(tmp_path):
+    """Regression (H200, session 8): a slow model logging every 100 steps took its 1- and
+    2-minute snapshots together at 2.4 minutes and ran 2 minutes past train.max_minutes."""
+    cfg = tiny_cfg(tmp_path, steps=2000, log_every=1000, ckpt_every=1000)
+    cfg.train.max_minutes, cfg.train.snapshot_minutes = 0.002, [0.0]  # 0.12 s
+    run = train(cfg, progress=False)
+    info = json.loads((run / "snapshots" / "0min" / "snapshot.json").read_text())
+    assert info["step"] == 1  # due at once, not at step 1000
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last = rows[-1]
+    assert last["step"] < 1000 and last["minutes"] < 0.002 + 0.05, rows
+    # finished as at train.steps: a checkpoint of the last step, and the export
+    assert latest_checkpoint(run).name == f"step-{last['step']:07d}"
+    assert (run / "export" / "model.safetensors").is_file()
 
 
 def test_snapshots_export_the_ema_weights_at_their_minutes(tmp_path):

@@ -83,8 +83,9 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 5000
     ckpt_every: int = 5000
-    # stop after this many minutes (checked at log steps, so every rank stops at the same
-    # step) and finish as at ``steps``: checkpoint and export; running again resumes
+    # stop after this many minutes and finish as at ``steps``: checkpoint and export; running
+    # again resumes. One process checks the clock every step; several check it at log steps, so
+    # that every rank stops at the same step
     max_minutes: float | None = None
     compile: bool = False
     # torch.compile mode of the training step: "reduce-overhead" replays the forward and
@@ -95,7 +96,7 @@ class TrainConfig:
     channels_last: bool = False
     out: str = "runs/run"
     # export the EMA weights to <out>/snapshots/<M>min/ when the run has trained M minutes
-    # (checked at log steps): the points of a quality-against-minutes curve
+    # (checked as max_minutes is): the points of a quality-against-minutes curve
     snapshot_minutes: list[float] = field(default_factory=list)
 
 

@@ -322,6 +322,7 @@ def _train(
         dynamic_ncols=True,
     )
     last_log = started = time.perf_counter()
+    last_log_step = step
     snapshots = pending_snapshots(run_dir, t.snapshot_minutes)
     graphed = uses_cuda_graphs(plugin.options)
     model.train()
@@ -361,11 +362,17 @@ def _train(
             step += 1
             bar.update(1)
 
-            if step % t.log_every == 0 or step == t.steps:
+            # one process reads the clock every step, so a slow model's snapshots and time limit
+            # come on time; several ranks agree on the clock at log steps only (a collective)
+            now = time.perf_counter()
+            clock_due = alone and (
+                (t.max_minutes is not None and now - started > 60 * t.max_minutes)
+                or bool(snapshots and (now - started) / 60 >= snapshots[0])
+            )
+            if step % t.log_every == 0 or step == t.steps or clock_due:
                 # one collective and one host sync per log interval: losses averaged over
                 # ranks, and a non-finite loss on any rank stops every rank
                 names = sorted(sums)
-                now = time.perf_counter()
                 out_of_time = t.max_minutes is not None and now - started > 60 * t.max_minutes
                 flags = [bad.float(), torch.tensor(float(out_of_time), device=acc.device)]
                 flags.append(torch.tensor(float(stop.requested), device=acc.device))
@@ -379,10 +386,10 @@ def _train(
                 record.update(
                     step=step,
                     lr=schedulers[group_names[0]].get_last_lr()[0],
-                    steps_per_s=t.log_every / max(now - last_log, 1e-9),
+                    steps_per_s=(step - last_log_step) / max(now - last_log, 1e-9),
                     minutes=minutes,
                 )
-                last_log, sums, count = now, {}, 0
+                last_log, last_log_step, sums, count = now, step, {}, 0
                 acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
                 if main:
                     append_line(log_file, json.dumps(record))
