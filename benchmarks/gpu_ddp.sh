@@ -25,8 +25,8 @@ parts=${DDP_PARTS:-mcvd ramvid compile pvdm}
 tiny=${DDP_TINY:-0}
 # the device rules: NVLink multicast (NVLS, symmetric-memory multicast) stays off
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
-# the GPU machine lacks some dependencies (diffusers, PyAV): wheels carried in .whl/ (the device
-# README) are installed into /tmp/site once
+# the GPU machine lacks some dependencies (diffusers, PyAV): wheels carried in .whl/ (made by
+# benchmarks/gpu_wheels.sh) are installed into /tmp/site once
 if compgen -G ".whl/*.whl" >/dev/null && [[ ! -d /tmp/site ]]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
     .whl/*.whl || exit 1

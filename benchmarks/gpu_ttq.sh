@@ -26,8 +26,8 @@ sampler_clips=${SAMPLER_CLIPS:-64}
 logs=runs/ttq
 keep=${OUT:-ttq-out}
 mkdir -p "$logs" "$keep"
-# the GPU machine lacks some dependencies (diffusers, PyAV): wheels carried in .whl/ (the device
-# README) are installed into /tmp/site once
+# the GPU machine lacks some dependencies (diffusers, PyAV): wheels carried in .whl/ (made by
+# benchmarks/gpu_wheels.sh) are installed into /tmp/site once
 if compgen -G ".whl/*.whl" >/dev/null && [[ ! -d /tmp/site ]]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
     .whl/*.whl || exit 1
