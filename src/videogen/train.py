@@ -365,15 +365,16 @@ def _train(
             # one process reads the clock every step, so a slow model's snapshots and time limit
             # come on time; several ranks agree on the clock at log steps only (a collective)
             now = time.perf_counter()
-            clock_due = alone and (
-                (t.max_minutes is not None and now - started > 60 * t.max_minutes)
-                or bool(snapshots and (now - started) / 60 >= snapshots[0])
-            )
-            if step % t.log_every == 0 or step == t.steps or clock_due:
+            out_of_time = t.max_minutes is not None and now - started > 60 * t.max_minutes
+            snapshot_due = bool(snapshots) and (now - started) / 60 >= snapshots[0]
+            if (
+                step % t.log_every == 0
+                or step == t.steps
+                or (alone and (out_of_time or snapshot_due))
+            ):
                 # one collective and one host sync per log interval: losses averaged over
                 # ranks, and a non-finite loss on any rank stops every rank
                 names = sorted(sums)
-                out_of_time = t.max_minutes is not None and now - started > 60 * t.max_minutes
                 flags = [bad.float(), torch.tensor(float(out_of_time), device=acc.device)]
                 flags.append(torch.tensor(float(stop.requested), device=acc.device))
                 values = acc.reduce(torch.stack([sums[k] for k in names] + flags), "mean")
