@@ -104,16 +104,17 @@ evaluate() {
     members=$(for r in $runs; do [[ $r == $family-* ]] && echo "$logs/$r"; done)
     [[ -n $members ]] && $ttq plot $members -o "$keep/ttq_$family.png" | tee "$logs/ttq_$family.md"
   done
-  # the targets' protocol on the final models: 256 clips, best of 10; the sampler step counts
-  # on 64 clips
+  # the targets' protocol on the final models of the fast MCVD recipes and RaMViD: 256 clips,
+  # best of 10; the sampler step counts on 64 clips
   local q="python3 benchmarks/quality.py"
   for name in $runs; do
     case $name in
-      mcvd-fast)
+      mcvd-fast | mcvd-cos | mcvd-b256)
         (
           $q "$logs/$name" --frames 15 --task predict:known=5 --best-of 10 --clips "$final_clips" \
             --batch-size 128 --sampler dpm++ --steps 25 --out "$logs/q_$name" ${EVAL_ARGS:-}
-          for s in ddpm:100 dpm++:10 unipc:10; do
+          # the sampler step counts only on the fast recipe itself
+          [[ $name == mcvd-fast ]] && for s in ddpm:100 dpm++:10 unipc:10; do
             $q "$logs/$name" --frames 15 --task predict:known=5 --best-of 10 \
               --clips "$sampler_clips" --batch-size 128 --sampler "${s%:*}" --steps "${s#*:}" \
               --out "$logs/q_${name}_${s%:*}${s#*:}" ${EVAL_ARGS:-}
@@ -130,7 +131,7 @@ evaluate() {
   done
   wait
   for name in $runs; do [[ -f $logs/final_$name.log ]] && grep "^|\|^run" "$logs/final_$name.log"; done
-  for name in mcvd-paper mcvd-fast; do
+  for name in mcvd-paper mcvd-fast mcvd-cos mcvd-b256; do
     [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task predict \
       --known 5 --frames 15 --clips 3 --samples 2 --sampler dpm++ --steps 25 \
       -o "$keep/${name}.gif" --quiet
