@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,19 +56,16 @@ from videogen.checkpoint import (
     save_pretrained,
 )
 from videogen.compile_options import inductor_options, uses_cuda_graphs
-from videogen.config import Config, TrainConfig, save_config
+from videogen.config import Config, save_config
 from videogen.ema import EMA, ema_weights
 from videogen.exit_guard import end_within
-from videogen.methods.base import ParamGroup, VideoMethod
+from videogen.methods.base import VideoMethod
+from videogen.optim import lr_schedule, make_optimizer
 from videogen.rank_rng import restore_rank_rng
 from videogen.registry import build_method, method_class
 from videogen.run_files import set_aside_previous_run
 from videogen.stop_signal import StopSignal
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (non-finite loss, bad data); the message says why."""
-
+from videogen.train_errors import TrainingError, non_finite_stop
 
 # --------------------------------------------------------------------------- small pieces
 
@@ -81,55 +77,6 @@ def resolve_mixed_precision(setting: str) -> str:
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16"
     return "no"
-
-
-def make_optimizer(group: ParamGroup, cfg: Config) -> torch.optim.Optimizer:
-    """Adam(W) over one parameter group; the group's settings override the ``train`` section."""
-    t = cfg.train
-    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    kwargs: dict[str, Any] = {
-        "lr": t.lr if group.lr is None else group.lr,
-        "betas": t.betas if group.betas is None else group.betas,
-        "eps": t.eps,
-        "weight_decay": t.weight_decay if group.weight_decay is None else group.weight_decay,
-    }
-    check_lr(kwargs["lr"], group, "train.lr" if group.lr is None else "the group's lr")
-    if torch.cuda.is_available():
-        kwargs["fused"] = True
-    return cls(group.params, **kwargs)
-
-
-def check_lr(lr: float, group: ParamGroup, key: str) -> None:
-    """A learning rate beyond the parameters' largest float makes every Adam update overflow
-    (torch refuses the step): say so before training, not in a traceback."""
-    largest = min((torch.finfo(p.dtype).max for p in group.params), default=float("inf"))
-    if not abs(lr) <= largest:
-        raise TrainingError(
-            f"{key}={lr:g} does not fit the parameters' float type (largest {largest:.3g}): "
-            "every update would make the weights non-finite, so nothing was trained or "
-            "written. Lower it (the paper configs use 1e-4 to 2e-4)."
-        )
-
-
-def lr_factor(step: int, warmup: int, steps: int, schedule: str) -> float:
-    """The learning rate's multiplier after ``step`` optimizer steps: linear warm-up from 0 over
-    ``warmup`` steps, then constant (as MCVD and RaMViD train) or, for ``cosine``, half a cosine
-    from 1 down to 0 at ``steps`` (Loshchilov & Hutter 2017, without restarts)."""
-    if warmup > 0 and step + 1 < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    # the last of ``steps`` updates still moves the weights (its factor is just above 0)
-    done = min(1.0, max(0, step + 1 - warmup) / max(1, steps - warmup + 1))
-    return 0.5 * (1 + math.cos(math.pi * done))
-
-
-def lr_schedule(optimizer: torch.optim.Optimizer, train_cfg: TrainConfig):
-    """``lr_factor`` as a scheduler stepped once per optimizer step of ``optimizer``."""
-    warmup, steps, kind = train_cfg.warmup, train_cfg.steps, train_cfg.lr_schedule
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup, steps, kind)
-    )
 
 
 def set_memory_format(model: torch.nn.Module) -> None:
@@ -148,13 +95,6 @@ def dynamo_plugin(cfg: Config) -> TorchDynamoPlugin:
         return TorchDynamoPlugin(backend="no")
     options = inductor_options(t.compile_mode, channels_last=t.channels_last)
     return TorchDynamoPlugin(backend="inductor", options=options)
-
-
-def non_finite_stop(what: str, run_dir: Path) -> TrainingError:
-    return TrainingError(
-        f"{what}; the run stopped and wrote nothing non-finite. {kept_checkpoint(run_dir)} "
-        "Lower train.lr, raise train.warmup or set train.grad_clip."
-    )
 
 
 # --------------------------------------------------------------------------- the loop
