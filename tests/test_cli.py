@@ -91,6 +91,10 @@ def test_sample_every_task_to_a_gif_grid(run, tmp_path, task, extra):
     assert main(args) == 0
     frames = int(extra[extra.index("--frames") + 1])
     assert gif_frames(out) == frames
+    # rows of 16 px + 2 x 2 px border: each of the 2 clips over its 2 samples; unconditional
+    # samples alone (an unrelated data clip is not shown)
+    rows = 4 if task == "unconditional" else 6
+    assert Image.open(out).size == (20, rows * 20)
 
 
 def test_sample_from_a_real_video_file_to_mp4(run, tmp_path, small_mp4):

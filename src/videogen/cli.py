@@ -93,11 +93,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in (".gif", ".png"):
-        rows = []
-        for i in range(args.clips):
-            rows.append(result.video[i * args.samples])
-            rows.extend(result.samples[i * args.samples : (i + 1) * args.samples])
-        write_grid(out, rows, known=result.known[0].cpu())
+        write_grid(out, result.grid_rows(), known=result.known[0].cpu())
     else:
         for i, video in enumerate(to_uint8(result.samples)):
             path = out if len(result.samples) == 1 else out.with_stem(f"{out.stem}-{i}")

@@ -26,6 +26,18 @@ class TaskResult:
     samples: Tensor  # (N, T, C, H, W): one per input clip and per sample index
     source: list[int]  # for each sample row, the index of its input clip
 
+    def grid_rows(self) -> list[Tensor]:
+        """The rows of a comparison grid (``grids.write_grid``): each input clip followed by its
+        samples; with nothing known (unconditional) the samples alone, since a data clip beside
+        them would be unrelated to them and framed as generated."""
+        if not self.known.any():
+            return list(self.samples)
+        rows: list[Tensor] = []
+        for i in dict.fromkeys(self.source):
+            rows.append(self.video[self.source.index(i)])
+            rows.extend(s for s, j in zip(self.samples, self.source) if j == i)
+        return rows
+
 
 def task_known(
     task: str,
