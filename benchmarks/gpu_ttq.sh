@@ -6,8 +6,8 @@
 #   bash benchmarks/gpu_ttq.sh start MIN [RUN...]   # launch the trainings detached
 #   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
 #
-# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-cos mcvd-b256 ramvid-paper ramvid-fast vflow-paper
-# vflow-fast vfusion-paper vfusion-fast vfusion-b8 (default: all but mcvd-v, mcvd-cos,
+# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-const mcvd-b256 ramvid-paper ramvid-fast vflow-paper
+# vflow-fast vfusion-paper vfusion-fast vfusion-b8 (default: all but mcvd-v, mcvd-const,
 # mcvd-b256, vflow-paper and vfusion-b8). All runs share the GPU, so a minute here is a minute
 # of a shared GPU, the same for every run compared.
 # Environment: EXTRA (overrides for every training), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
@@ -43,11 +43,11 @@ config_of() {  # the config and overrides of a run
     mcvd-paper) echo "configs/mcvd/smmnist.yaml $compiled" ;;
     mcvd-v) echo "configs/mcvd/smmnist.yaml diffusion.prediction=v $compiled" ;;
     mcvd-fast) echo "configs/mcvd/smmnist_fast.yaml $compiled" ;;
-    # the next levers for the fast recipe (BENCHMARKS.md, session 8): twice its rate with a
-    # cosine decay over the ~25,000 steps a 15-minute run makes alone, and 4x its batch
-    mcvd-cos) echo "configs/mcvd/smmnist_fast.yaml train.lr=4e-4 train.lr_schedule=cosine \
-train.steps=25000 $compiled" ;;
-    mcvd-b256) echo "configs/mcvd/smmnist_fast.yaml train.batch_size=256 train.lr=4e-4 $compiled" ;;
+    # the fast recipe before session 9 (2e-4, constant), its control; and 4x its batch over the
+    # same number of clips
+    mcvd-const) echo "configs/mcvd/smmnist_fast.yaml train.lr=2e-4 train.lr_schedule=constant \
+train.steps=700000 $compiled" ;;
+    mcvd-b256) echo "configs/mcvd/smmnist_fast.yaml train.batch_size=256 train.steps=3750 $compiled" ;;
     ramvid-paper) echo "configs/ramvid/tiny.yaml" ;;
     ramvid-fast) echo "configs/ramvid/tiny_fast.yaml" ;;
     vflow-paper) echo "configs/videoflow/stochastic_shapes.yaml" ;;
@@ -109,7 +109,7 @@ evaluate() {
   local q="python3 benchmarks/quality.py"
   for name in $runs; do
     case $name in
-      mcvd-fast | mcvd-cos | mcvd-b256)
+      mcvd-fast | mcvd-const | mcvd-b256)
         (
           $q "$logs/$name" --frames 15 --task predict:known=5 --best-of 10 --clips "$final_clips" \
             --batch-size 128 --sampler dpm++ --steps 25 --out "$logs/q_$name" ${EVAL_ARGS:-}
@@ -131,7 +131,7 @@ evaluate() {
   done
   wait
   for name in $runs; do [[ -f $logs/final_$name.log ]] && grep "^|\|^run" "$logs/final_$name.log"; done
-  for name in mcvd-paper mcvd-fast mcvd-cos mcvd-b256; do
+  for name in mcvd-paper mcvd-fast mcvd-const mcvd-b256; do
     [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task predict \
       --known 5 --frames 15 --clips 3 --samples 2 --sampler dpm++ --steps 25 \
       -o "$keep/${name}.gif" --quiet
