@@ -19,6 +19,7 @@ from einops import rearrange
 from videogen.config import load_config
 from videogen.data import build_dataset, to_model
 from videogen.data.shapes import UNITS
+from videogen.grids import write_grid
 from videogen.methods import build_method
 from videogen.metrics.shapes_motion import shapes_motion
 from videogen.models.videoflow_layers import to_flow
@@ -33,6 +34,7 @@ p.add_argument("--batch", type=int, default=16)
 p.add_argument("--clip", type=float, default=1.0)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--eval-clips", type=int, default=64)
+p.add_argument("--gif", default=None, help="write 8 test clips over their T=0.6 samples here")
 p.add_argument("overrides", nargs="*")
 args = p.parse_args()
 torch.set_num_threads(1)
@@ -116,6 +118,9 @@ with torch.no_grad():
         vid = torch.where(known[:, :, None, None, None], real, -1.0)
         fake = method.generate(vid, known, temperature=temp, generator=gen)
         s = shapes_motion(fake, known, speed_px=speed_px).summary()
+        if args.gif and temp == 0.6:
+            rows = [v for pair in zip(real[:8], fake[:8]) for v in pair]
+            write_grid(args.gif, rows, known=known[0])
         print(
             f"T={temp}: "
             + " ".join(
