@@ -92,6 +92,46 @@ def test_known_frames_come_back_exactly_and_refusals_give_the_reason(name):
 
 
 @pytest.mark.parametrize("name", METHODS)
+def test_every_tensor_of_the_method_moves_with_it(name):
+    """``method.to(device)`` moves its process's schedule too (regression: the schedule was
+    moved on first use, inside the compiled training step on a GPU, so the compiled step failed
+    its guards at step 2 and compiled again, 2.4 minutes of an 11-minute run), and the process
+    adds nothing to checkpoints."""
+    method = tiny(name)
+    keys = set(method.state_dict())
+    method.to("meta")
+    tensors = [v for v in vars(getattr(method, "diffusion", method)).values()]
+    tensors += list(getattr(method, "diffusion", method).buffers())
+    assert all(t.device.type == "meta" for t in tensors if isinstance(t, torch.Tensor))
+    assert all(b.device.type == "meta" for b in method.buffers())
+    assert set(method.state_dict()) == keys
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["mcvd", "ramvid", "videofusion"])
+def test_compiled_training_step_compiles_once_on_gpu(name):
+    """The GPU side of the test above: once the first step has compiled, later steps of the
+    compiled module (CUDA graphs, as the trainer's fast recipes run) compile nothing again."""
+    method = tiny(name).train().cuda()
+    step = torch.compile(method, mode="reduce-overhead")
+    opt = torch.optim.Adam(method.parameters(), lr=1e-4)
+    video = clips(method, 4).cuda()
+
+    def train_step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = step(video)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    train_step()
+    with torch.compiler.set_stance("fail_on_recompile"):
+        for _ in range(3):
+            train_step()
+
+
+@pytest.mark.parametrize("name", METHODS)
 def test_each_row_is_generated_independently_of_the_others(name):
     """Same noise, different second clip: the first row's sample must not change."""
     method = tiny(name)
