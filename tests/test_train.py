@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from videogen.checkpoint import latest_checkpoint, load_pretrained, read_config
+from videogen.checkpoint import read_checkpoint as read_checkpoint_files
 from videogen.config import Config, from_dict
 from videogen.methods.videoflow import VideoFlow
 from videogen.rank_rng import restore_rank_rng
@@ -131,23 +132,70 @@ def test_max_minutes_ends_the_run_on_time_with_checkpoint_and_export(tmp_path):
     assert sorted(losses(train(cfg, progress=False))) == [1, 2, 4]
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def poison_calls(monkeypatch, bad_calls):
+    """Make VideoFlow's loss NaN (and so its gradients) at the loss calls in ``bad_calls``."""
     calls = {"n": 0}
     real_loss = VideoFlow.loss
 
     def poisoned(self, video, **kw):
         calls["n"] += 1
         out = real_loss(self, video, **kw)
-        if calls["n"] > 4:
+        if bad_calls(calls["n"]):
             out["loss"] = out["loss"] * float("nan")
         return out
 
     monkeypatch.setattr(VideoFlow, "loss", poisoned)
-    with pytest.raises(TrainingError, match="non-finite loss before step 5"):
-        train(tiny_cfg(tmp_path, steps=8), progress=False)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    poison_calls(monkeypatch, lambda n: n > 4)
+    with pytest.raises(TrainingError, match="non-finite loss or gradients before step 5"):
+        train(tiny_cfg(tmp_path, steps=8, skip_nonfinite=0), progress=False)
     ckpt = latest_checkpoint(tmp_path / "run")
     assert ckpt is not None and ckpt.name == "step-0000003"
     assert not (tmp_path / "run" / "export").exists()
+
+
+@pytest.mark.parametrize("grad_clip", [1.0, None])
+def test_one_non_finite_step_is_skipped_exactly_and_the_run_goes_on(
+    tmp_path, monkeypatch, grad_clip
+):
+    """Regression (session 10): one non-finite step at step ~11,300 of an H200 run ended it and
+    lost its 7 minutes. The update is now skipped: the weights and Adam's state after the
+    poisoned step 2 are those a clean run has after step 1, bit for bit, and the run goes on."""
+    clean = train(tiny_cfg(tmp_path / "clean", steps=1, grad_clip=grad_clip), progress=False)
+    poison_calls(monkeypatch, lambda n: n == 2)
+    run = train(tiny_cfg(tmp_path, steps=4, ckpt_every=2, grad_clip=grad_clip), progress=False)
+    before = read_checkpoint_files(clean / "ckpt" / "step-0000001")
+    after = read_checkpoint_files(run / "ckpt" / "step-0000002")
+    assert before["weights"].keys() == after["weights"].keys()
+    assert all(torch.equal(before["weights"][k], v) for k, v in after["weights"].items())
+    states = [c["optim"]["optimizers"]["model"]["state"] for c in (before, after)]
+    assert states[0].keys() == states[1].keys()
+    for key, state in states[1].items():
+        assert all(torch.equal(states[0][key][name], v) for name, v in state.items())
+    rows = {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").open())}
+    assert rows[2]["skipped"] == 1 and rows[2]["loss"] is None
+    assert not any("skipped" in rows[s] for s in (1, 3, 4))
+    assert all(rows[s]["loss"] is not None for s in (1, 3, 4))
+    assert isinstance(load_pretrained(run / "export"), VideoFlow)
+
+
+def test_a_run_that_ends_while_skipping_does_not_finish(tmp_path, monkeypatch):
+    poison_calls(monkeypatch, lambda n: n == 3)
+    with pytest.raises(TrainingError, match="in the last steps before step 3, where the run"):
+        train(tiny_cfg(tmp_path, steps=3, ckpt_every=2), progress=False)
+    assert latest_checkpoint(tmp_path / "run").name == "step-0000002"
+    assert not (tmp_path / "run" / "export").exists()
+
+
+def test_non_finite_steps_in_a_row_stop_the_run(tmp_path, monkeypatch):
+    poison_calls(monkeypatch, lambda n: n > 4)
+    with pytest.raises(
+        TrainingError, match="non-finite gradients in 2 steps in a row before step 6"
+    ):
+        train(tiny_cfg(tmp_path, steps=8, skip_nonfinite=2), progress=False)
+    assert latest_checkpoint(tmp_path / "run").name == "step-0000003"
 
 
 def test_ctrl_c_saves_a_checkpoint(tmp_path, monkeypatch):
@@ -499,3 +547,45 @@ def test_cosine_schedule_warms_up_then_follows_half_a_cosine_to_zero(tmp_path):
     flat = train(tiny_cfg(tmp_path / "c", steps=4, warmup=2), progress=False)
     rates = [json.loads(line)["lr"] for line in (flat / "metrics.jsonl").read_text().splitlines()]
     assert rates == pytest.approx([1e-3] * 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_non_finite_step_is_skipped_under_cuda_graphs_on_gpu(tmp_path, monkeypatch):
+    """The fast recipes' setting (bf16 autocast, the step compiled with CUDA graphs, fused Adam
+    on the GPU): a NaN gradient in step 3 is skipped, and the run finishes."""
+    from method_zoo import tiny_config
+
+    from videogen.methods.base import VideoMethod
+
+    cfg = tiny_config(
+        "mcvd",
+        data={"name": "moving-digits"},
+        train={
+            "steps": 5,
+            "batch_size": 2,
+            "log_every": 1,
+            "ckpt_every": 0,
+            "sample_every": 0,
+            "compile": True,
+            "compile_mode": "reduce-overhead",
+            "out": str(tmp_path / "run"),
+        },
+    )
+    real_setup = VideoMethod.setup_training
+    backward = {"n": 0}
+
+    def poison_third_backward(grad):
+        backward["n"] += 1
+        return grad * float("nan") if backward["n"] == 3 else grad
+
+    def setup_with_hook(self):
+        next(self.parameters()).register_hook(poison_third_backward)
+        return real_setup(self)
+
+    monkeypatch.setattr(VideoMethod, "setup_training", setup_with_hook)
+    run = train(cfg, progress=False)
+    rows = {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").open())}
+    assert backward["n"] == 5
+    assert [s for s, r in rows.items() if "skipped" in r] == [3]
+    assert isinstance(load_pretrained(run / "export"), VideoMethod)

@@ -73,6 +73,10 @@ class TrainConfig:
     # train.steps (a run that train.max_minutes ends sooner stops part way down)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     grad_clip: float | None = 1.0
+    # an update whose gradients are not finite is skipped (weights, Adam's moments and EMA keep
+    # their values; the log row says "skipped"); this many steps in a row stop the run, as one
+    # does with 0
+    skip_nonfinite: int = 20
     ema_decay: float | None = 0.999
     # decay min(ema_decay, (1 + n) / (10 + n)) at update n, so short runs average recent
     # weights; false = the papers' constant decay from the first step
@@ -159,6 +163,10 @@ BOUNDS: dict[str, tuple[Any, str]] = {
     "train.eps": _above(0),
     "train.warmup": _at_least(0),
     "train.grad_clip": _above(0),
+    "train.skip_nonfinite": (
+        (lambda v: v >= 0),
+        ">= 0 (0 = the first non-finite step stops the run)",
+    ),
     "train.ema_decay": (_unit_interval, "in [0, 1) (or null for no EMA)"),
     "train.grad_accum": _at_least(1),
     "train.log_every": _at_least(1),

@@ -9,10 +9,13 @@ method's preview GIFs every ``sample_every`` and checkpointing every ``ckpt_ever
 the EMA weights are exported.
 
 Things worth knowing:
-- No host sync per step: losses are summed on the device and read once per log interval; a
-  non-finite loss is noticed then (and before every checkpoint). Weights, EMA and optimizer
-  state are checked before every write: nothing non-finite is ever saved, and the message
-  names the last good checkpoint, or says there is none.
+- No host sync per step: losses are summed on the device and read once per log interval. An
+  update whose gradients are not finite is skipped on the device (``videogen.update_guard``:
+  the weights, Adam's moments and the EMA keep their values; the log row counts it as
+  ``skipped``); ``train.skip_nonfinite`` such steps in a row, noticed at a log step or before a
+  checkpoint, stop the run. Weights, EMA and optimizer state are checked before every write:
+  nothing non-finite is ever saved, and the message names the last good checkpoint, or says
+  there is none.
 - The data stream (``videogen.batch_stream``) is reseeded from (seed, rank, step) at the start
   and at every mid-run checkpoint; each checkpoint records where the stream stands, so a run
   resumed from any checkpoint draws exactly the batches the uninterrupted run would have.
@@ -66,6 +69,7 @@ from videogen.registry import build_method, method_class
 from videogen.run_files import set_aside_previous_run
 from videogen.stop_signal import StopSignal
 from videogen.train_errors import TrainingError, non_finite_stop
+from videogen.update_guard import UpdateGuard, grad_norm
 
 # --------------------------------------------------------------------------- small pieces
 
@@ -251,9 +255,11 @@ def _train(
     # one process reads the stop flag every step; several agree on it at log steps
     alone = acc.num_processes == 1
     stop_voted = False
+    # each logged value is the mean of its finite values over the interval
     sums: dict[str, Tensor] = {}
-    count = 0
-    bad = torch.zeros((), dtype=torch.bool, device=acc.device)
+    counts: dict[str, Tensor] = {}
+    guard = UpdateGuard(t.skip_nonfinite, acc.device)
+    scaled = acc.scaler is not None  # fp16: the GradScaler skips overflowed steps itself
     bar = tqdm(
         total=t.steps,
         initial=step,
@@ -290,13 +296,16 @@ def _train(
                         optimizers,
                         schedulers[phase],
                         t.grad_clip if groups[phase].grad_clip is None else groups[phase].grad_clip,
+                        (guard, scaled),
                     )
-                    bad |= ~torch.isfinite(out["loss"].detach())
                     for k, v in out.items():
                         if torch.is_tensor(v) and v.dim() == 0:
                             key = f"{phase}/{k}" if len(group_names) > 1 else k
-                            sums[key] = sums.get(key, 0) + v.detach().float()
-                    count += i == 0
+                            v = v.detach().float()
+                            finite = torch.isfinite(v)
+                            sums[key] = sums.get(key, 0) + torch.where(finite, v, 0.0)
+                            counts[key] = counts.get(key, 0) + finite.float()
+            guard.end_step()
             if ema is not None:
                 ema.update(plain, step)
             step += 1
@@ -315,14 +324,25 @@ def _train(
                 # one collective and one host sync per log interval: losses averaged over
                 # ranks, and a non-finite loss on any rank stops every rank
                 names = sorted(sums)
-                flags = [bad.float(), torch.tensor(float(out_of_time), device=acc.device)]
+                flags = [guard.bad.float(), guard.take_skipped()]
+                flags.append(torch.tensor(float(out_of_time), device=acc.device))
                 flags.append(torch.tensor(float(stop.requested), device=acc.device))
-                values = acc.reduce(torch.stack([sums[k] for k in names] + flags), "mean")
-                *losses, loss_bad, time_up, stop_vote = values.tolist()  # the one host sync
-                if loss_bad > 0:
-                    raise non_finite_stop(f"non-finite loss before step {step}", run_dir)
+                values = [sums[k] for k in names] + [counts[k] for k in names] + flags
+                values = acc.reduce(torch.stack(values), "mean").tolist()  # the one host sync
+                *values, must_stop, skipped, time_up, stop_vote = values
+                if must_stop > 0:
+                    raise non_finite_stop(guard.reason(step), run_dir)
                 stop_voted = stop_vote > 0
-                record = {k: v / count for k, v in zip(names, losses)}
+                totals, finite = values[: len(names)], values[len(names) :]
+                # a value non-finite all interval long is logged as null
+                record = {k: v / n if n else None for k, v, n in zip(names, totals, finite)}
+                if skipped:
+                    record["skipped"] = round(skipped)
+                    acc.print(
+                        f"\nskipped {round(skipped)} update(s) with non-finite gradients "
+                        f"before step {step}; train.skip_nonfinite={t.skip_nonfinite} in a row "
+                        "stop the run"
+                    )
                 minutes = (now - started) / 60
                 record.update(
                     step=step,
@@ -330,13 +350,14 @@ def _train(
                     steps_per_s=(step - last_log_step) / max(now - last_log, 1e-9),
                     minutes=minutes,
                 )
-                last_log, last_log_step, sums, count = now, step, {}, 0
-                acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
+                last_log, last_log_step, sums, counts = now, step, {}, {}
+                acc.log(
+                    {k: v for k, v in record.items() if k != "step" and v is not None}, step=step
+                )
                 if main:
                     append_line(log_file, json.dumps(record))
-                    bar.set_postfix(
-                        loss=f"{record.get('loss', record.get(f'{group_names[0]}/loss')):.4f}"
-                    )
+                    shown = record.get("loss", record.get(f"{group_names[0]}/loss"))
+                    bar.set_postfix(loss="n/a" if shown is None else f"{shown:.4f}")
                     while snapshots and minutes >= snapshots[0]:
                         write_snapshot(plain, ema, run_dir, snapshots.pop(0), step, minutes)
                 if time_up > 0:
@@ -345,15 +366,15 @@ def _train(
             if t.sample_every and step % t.sample_every == 0 and main:
                 write_preview(plain, ema, cfg, run_dir / "samples" / f"step-{step:07d}.gif")
             if t.ckpt_every and step % t.ckpt_every == 0 and step < t.steps:
-                if acc.reduce(bad.float(), reduction="sum").item() > 0:
-                    raise non_finite_stop(f"non-finite loss before step {step}", run_dir)
+                if acc.reduce(guard.bad.float(), reduction="sum").item() > 0:
+                    raise non_finite_stop(guard.reason(step), run_dir)
                 batches.new_segment(step)  # the checkpoint records the new segment's start
                 checkpoint(step)
         if step < t.steps and (stop_voted or (alone and stop.requested)):
             batches.close()  # the workers are joined before anything is written
             bar.close()
-            if acc.reduce(bad.float(), reduction="sum").item() > 0:
-                raise non_finite_stop(f"non-finite loss before step {step}", run_dir)
+            if acc.reduce(guard.bad.float(), reduction="sum").item() > 0:
+                raise non_finite_stop(guard.reason(step), run_dir)
             acc.print(f"\n{stop.name or 'stop'} received: saving a checkpoint at step {step}")
             checkpoint(step)
             raise KeyboardInterrupt
@@ -363,7 +384,7 @@ def _train(
         # saved already
         batches.close()
         bar.close()
-        if not stop.requested and not bad.item():
+        if not stop.requested and not guard.bad.item():
             acc.print(f"\ninterrupted at step {step}: saving a checkpoint")
             checkpoint(step, step_stream)
         acc.end_training()
@@ -372,6 +393,9 @@ def _train(
         batches.close()
         bar.close()
 
+    guard.end_of_run()
+    if acc.reduce(guard.bad.float(), reduction="sum").item() > 0:
+        raise non_finite_stop(guard.reason(step), run_dir)
     if t.ckpt_every and step % t.ckpt_every == 0:
         # a run that goes on from here starts the segment of this step, as one that never
         # stopped does
@@ -396,19 +420,27 @@ def train_phase(
     optimizers: dict[str, torch.optim.Optimizer],
     scheduler: Any,
     grad_clip: float | None,
+    guarded: tuple[UpdateGuard, bool],
 ) -> dict[str, Tensor]:
     """One micro-batch ``(phase, video, extra)``: the method's loss for ``phase`` (through the
     prepared module, so DDP, autocast and compile apply), backward, and at the accumulation
-    boundary clipping and the step of that phase's group. Every gradient is cleared after the
-    step: a phase's loss may reach another group's parameters (a generator loss through the
-    discriminator), and the next phase must not see those gradients."""
+    boundary clipping and the step of that phase's group, skipped if the gradients are not
+    finite (``guarded``: the guard, and whether fp16's GradScaler does that instead). Every
+    gradient is cleared after the step: a phase's loss may reach another group's parameters
+    (a generator loss through the discriminator), and the next phase must not see those
+    gradients."""
     phase, video, extra = batch
+    guard, scaled = guarded
     with acc.accumulate(model):
         out = model(video, phase=phase, **extra)
+        guard.saw_loss(out["loss"])
         acc.backward(out["loss"])
-        if grad_clip is not None and acc.sync_gradients:
-            out["grad_norm"] = acc.clip_grad_norm_(params, grad_clip)
-        optimizers[phase].step()
+        if acc.sync_gradients:
+            if grad_clip is not None:
+                norm = out["grad_norm"] = acc.clip_grad_norm_(params, grad_clip)
+            else:
+                norm = grad_norm(params)
+            guard.step(optimizers[phase], norm, scaled)
         scheduler.step()
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
