@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # PVDM on one GPU in one foreground call of about 9 minutes (BENCHMARKS.md, issue 15):
 #   1. speed: benchmarks/pvdm.py at the official 256²x16 shapes in bf16 (autoencoder step, latent
-#      U-Net step from random latents and encoding every step), at the official batches (1 / 8)
-#      and at the largest that stay within the official code's peak memory (2 / 24: 22.2 and
-#      17.6 GiB; session 9 measured 4 / 32 at 40.6 and 20.3 GiB);
+#      U-Net step from random latents and encoding every step), at the largest batches that stay
+#      within the official code's peak memory (2 / 24: 22.2 and 17.6 GiB; session 9 measured
+#      4 / 32 at 40.6 and 20.3 GiB), then at the official batches (1 / 8);
 #   2. quality on moving digits 64²x16: stage 1 for MIN1 minutes, its reconstructions scored
 #      against the all-black and clip-mean-frame baselines (benchmarks/pvdm_quality.py, the
 #      `videogen eval --task reconstruct` protocol) with a GIF; the latent cache; stage 2 for
@@ -19,7 +19,8 @@
 # ITEMS (training items in the latent cache: 10000), SPEED_ARGS (extra benchmarks/pvdm.py
 # arguments, e.g. --compile), SPEED_S (seconds for the speed part: 150; compiling wants about
 # 500), PARTS (speed, quality or both: "speed quality"), WORKERS (data loader processes: 6).
-#   SPEED_ARGS=--compile SPEED_S=500 PARTS=speed bash benchmarks/gpu_pvdm.sh   # compiled speed
+#   SPEED_ARGS="--compile --sample-steps 0" SPEED_S=500 PARTS=speed bash benchmarks/gpu_pvdm.sh
+#                                          # compiled speed (sampling would compile again)
 # Results that come back: summary.md, recon.gif, uncond.gif, continued.gif, logs.tar.gz.
 set -u
 keep=${OUT:-pvdm-out}
@@ -88,7 +89,9 @@ last_row() { [[ -f $1 ]] && tail -n 1 "$1"; }
   echo "## 1. Speed (bf16 autocast on CUDA; eager unless SPEED_ARGS says --compile)"
 } >"$summary"
 if [[ " $parts " == *" speed "* ]]; then
-  for args in "speed" "speed_big"; do
+  # the row that decides the targets (the largest batches within the official peaks) first, so a
+  # short SPEED_S cuts the official-batch row rather than it
+  for args in "speed_big" "speed"; do
     declare -n a=$args
     # the speed part keeps to SPEED_S seconds in all (TINY: no limit but the step's own)
     left=$((${TINY:-0} == 1 ? 600 : speed_s - ($(date +%s) - t0)))

@@ -36,6 +36,7 @@ from videogen.methods import build_method
 from videogen.methods.pvdm import PVDM
 
 BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM / H200
+WIDTH = 49  # the table's first column: its longest key
 
 TINY_AE = [
     "model.clip=4",
@@ -254,15 +255,17 @@ def main() -> None:
         ("device", torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
         ("settings", f"bf16={amp} compile={args.compile} gan={args.gan}"),
     ]
-    if args.part in ("ae", "all"):
-        rows += bench_autoencoder(args, device, amp)
-    if args.part in ("unet", "all"):
-        rows += bench_unet(args, device, amp)
-    width = max(len(k) for k, _ in rows)
-    print(f"| {'PVDM benchmark':<{width}} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for key, value in rows:
-        print(f"| {key:<{width}} | {value} |")
+    # each part's rows are printed as soon as it is done: a later part that fails (session 10:
+    # inductor on the compiled U-Net's backward) does not take the earlier numbers with it
+    print(f"| {'PVDM benchmark':<{WIDTH}} | value |")
+    print(f"|{'-' * (WIDTH + 2)}|-------|")
+    parts = [("ae", bench_autoencoder), ("unet", bench_unet)]
+    for name, bench in parts:
+        if args.part in (name, "all"):
+            rows += bench(args, device, amp)
+        for key, value in rows:
+            print(f"| {key:<{WIDTH}} | {value} |", flush=True)
+        rows = []
 
 
 if __name__ == "__main__":
