@@ -31,12 +31,14 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from videogen.compile_options import known_to_inductor
 from videogen.config import load_config
 from videogen.methods import build_method
 from videogen.methods.pvdm import PVDM
 
 BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM / H200
 WIDTH = 49  # the table's first column: its longest key
+OPTIONS = known_to_inductor(PVDM.inductor_config)  # what `videogen train` compiles with
 
 TINY_AE = [
     "model.clip=4",
@@ -142,8 +144,8 @@ def bench_autoencoder(args, device: torch.device, amp: bool) -> list[tuple[str, 
     params = sum(p.numel() for p in method.autoencoder.parameters())
     flops = flops_of(lambda: method.autoencoder(video[:1]))
     if args.compile:
-        method.autoencoder = torch.compile(method.autoencoder)
-        method.discriminators = torch.compile(method.discriminators)
+        method.autoencoder = torch.compile(method.autoencoder, options=OPTIONS)
+        method.discriminators = torch.compile(method.discriminators, options=OPTIONS)
     groups = method.param_groups()
     opts = {k: adamw(g.params, cfg, device) for k, g in groups.items()}
     phases = method.training_phases(method.model_cfg.disc_start if args.gan else 0)
@@ -186,8 +188,8 @@ def bench_unet(args, device: torch.device, amp: bool) -> list[tuple[str, str]]:
     t = torch.full((1,), 500.0, device=device)
     flops = flops_of(lambda: method.unet(latents[:1, 1], t, latents[:1, 0]))
     if args.compile:
-        method.unet = torch.compile(method.unet)
-        method.autoencoder = torch.compile(method.autoencoder)
+        method.unet = torch.compile(method.unet, options=OPTIONS)
+        method.autoencoder = torch.compile(method.autoencoder, options=OPTIONS)
     trainable = list(method.unet.parameters())
     opt = adamw(trainable, cfg, device)
     ema = [p.detach().clone() for p in trainable]

@@ -364,3 +364,45 @@ def test_reconstruction_protocol_scores_reconstructions_against_their_inputs(aut
     assert result["protocol"]["generated_frames"] == list(range(CLIP))
     with pytest.raises(ValueError, match="needs an autoencoder"):
         evaluate_run(stage2().unet, list(clips), task="reconstruct", metrics=("psnr",), num_clips=6)
+
+
+def test_pvdm_compiles_without_pointwise_concatenation():
+    """The trainer's inductor options for PVDM carry the setting that keeps inductor off the
+    pointwise concatenation (torch 2.11 failed on it in the U-Net's backward on an H200);
+    settings this torch does not know are left out rather than refused."""
+    from videogen.compile_options import NO_POINTWISE_CAT, inductor_options
+    from videogen.methods.pvdm import PVDM
+    from videogen.train import dynamo_plugin
+
+    cfg = tiny_config("pvdm", train={"compile": True, "compile_mode": "reduce-overhead"})
+    options = dynamo_plugin(cfg).options
+    assert options["triton.cudagraphs"] is True and options["max_pointwise_cat_inputs"] == 0
+    assert PVDM.inductor_config == NO_POINTWISE_CAT
+    mcvd = dynamo_plugin(tiny_config("mcvd", train={"compile": True})).options
+    assert "max_pointwise_cat_inputs" not in mcvd
+    extra = {"max_pointwise_cat_inputs": 0, "no_such_inductor_setting": 1}
+    assert inductor_options("default", channels_last=False, extra=extra) == {
+        "max_pointwise_cat_inputs": 0
+    }
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_plane_attention_trains_on_gpu():
+    """The cross-plane attention at the official U-Net's lowest level (planes 8x8, 4x8, 4x8:
+    the third plane starts at token 96), compiled with PVDM's options, forward and backward in
+    bf16: where torch 2.11's inductor failed with the pointwise concatenation (session 10)."""
+    from videogen.compile_options import known_to_inductor
+    from videogen.methods.pvdm import PVDM
+    from videogen.models.pvdm_planes import Planes
+    from videogen.models.pvdm_unet import CrossPlaneAttention
+
+    torch.manual_seed(0)
+    attn = CrossPlaneAttention(64, heads=8).cuda()
+    compiled = torch.compile(attn, options=known_to_inductor(PVDM.inductor_config))
+    shapes = [(8, 8), (4, 8), (4, 8)]
+    planes = Planes(*(torch.randn(2, 64, *s, device="cuda", requires_grad=True) for s in shapes))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = sum(p.float().square().mean() for p in compiled(planes))
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in planes)

@@ -97,7 +97,8 @@ def dynamo_plugin(cfg: Config) -> TorchDynamoPlugin:
     t = cfg.train
     if not t.compile:
         return TorchDynamoPlugin(backend="no")
-    options = inductor_options(t.compile_mode, channels_last=t.channels_last)
+    extra = method_class(cfg.method).inductor_config
+    options = inductor_options(t.compile_mode, channels_last=t.channels_last, extra=extra)
     return TorchDynamoPlugin(backend="inductor", options=options)
 
 

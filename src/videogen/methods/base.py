@@ -136,6 +136,8 @@ class VideoMethod(nn.Module):
     ddp_find_unused: ClassVar[bool] = False
     # the ``generate`` options this method uses; the others are accepted and ignored
     sample_options: ClassVar[frozenset[str]] = frozenset({"steps", "sampler", "guidance"})
+    # inductor settings its networks need when compiled (``videogen.compile_options``)
+    inductor_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()

@@ -43,6 +43,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from videogen.compile_options import NO_POINTWISE_CAT
 from videogen.config import Config, ConfigError, from_dict
 from videogen.data.latent_cache import LatentCache
 from videogen.diffusion import GaussianDiffusion
@@ -149,6 +150,7 @@ class PVDM(VideoMethod):
     ModelConfig = PVDMConfig
     ddp_find_unused = True  # the discriminator phase leaves the autoencoder without gradients
     sample_options = frozenset({"steps", "sampler"})
+    inductor_config = NO_POINTWISE_CAT  # the plane unpacking's backward (compile_options)
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
