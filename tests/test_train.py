@@ -181,6 +181,24 @@ def test_one_non_finite_step_is_skipped_exactly_and_the_run_goes_on(
     assert isinstance(load_pretrained(run / "export"), VideoFlow)
 
 
+def test_a_checkpoint_of_a_foreach_adam_resumes_fused_and_skips(tmp_path, monkeypatch):
+    """Regression: a CPU checkpoint written before Adam was fused everywhere carries
+    ``fused: None`` in its parameter groups; loading it switched the optimizer back to foreach,
+    which refuses the skip flag (an AssertionError at the first step)."""
+    cfg = tiny_cfg(tmp_path, steps=2, ckpt_every=2)
+    run = train(cfg, progress=False)
+    optim_file = latest_checkpoint(run) / "optim.pt"
+    saved = torch.load(optim_file, weights_only=False)
+    for group in saved["optimizers"]["model"]["param_groups"]:
+        group["fused"], group["foreach"] = None, None
+    torch.save(saved, optim_file)
+    poison_calls(monkeypatch, lambda n: n == 1)  # the first step after resuming
+    cfg.train.steps = 4
+    train(cfg, progress=False)
+    rows = {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").open())}
+    assert rows[3]["skipped"] == 1 and "skipped" not in rows[4]
+
+
 def test_a_run_that_ends_while_skipping_does_not_finish(tmp_path, monkeypatch):
     poison_calls(monkeypatch, lambda n: n == 3)
     with pytest.raises(TrainingError, match="in the last steps before step 3, where the run"):

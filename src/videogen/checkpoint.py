@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+IMPLEMENTATION_FLAGS = ("fused", "foreach")  # optimizer settings a checkpoint does not carry over
 UNREADABLE_PREFIX = "unreadable-"  # a checkpoint set aside: ``unreadable-step-0000100``
 
 
@@ -330,6 +331,13 @@ def load_checkpoint(
     if optimizers:
         for name, opt in optimizers.items():
             opt.load_state_dict(saved["optimizers"][name])
+            # how the optimizer runs is this process's choice, not the checkpoint's: a state
+            # saved by a foreach Adam (the CPU's before Adam was fused everywhere) would
+            # otherwise switch the fused one back, which cannot skip a non-finite update
+            for group in opt.param_groups:
+                for key in IMPLEMENTATION_FLAGS:
+                    if key in opt.defaults:
+                        group[key] = opt.defaults[key]
         for name, sched in (schedulers or {}).items():
             sched.load_state_dict(saved["schedulers"][name])
     return {

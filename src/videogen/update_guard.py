@@ -54,7 +54,7 @@ class UpdateGuard:
             optimizer.step()
             return
         inner = getattr(optimizer, "optimizer", optimizer)
-        if not inner.defaults.get("fused"):
+        if not all(group.get("fused") for group in inner.param_groups):
             raise ValueError(f"{type(inner).__name__} must be fused to skip updates on the device")
         found_inf = (~torch.isfinite(norm.detach())).float()
         inner.grad_scale, inner.found_inf = None, found_inf
