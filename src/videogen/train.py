@@ -323,7 +323,7 @@ def _train(
                 or (alone and (out_of_time or snapshot_due))
             ):
                 # one collective and one host sync per log interval: losses averaged over
-                # ranks, and a non-finite loss on any rank stops every rank
+                # ranks, and non-finite values that must stop the run on any rank stop every rank
                 names = sorted(sums)
                 flags = [guard.bad.float(), guard.take_skipped()]
                 flags.append(torch.tensor(float(out_of_time), device=acc.device))
