@@ -7,8 +7,8 @@
 #   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
 #
 # RUN: mcvd-paper mcvd-v mcvd-fast mcvd-const mcvd-b256 ramvid-paper ramvid-fast vflow-paper
-# vflow-fast vfusion-paper vfusion-fast vfusion-b8 (default: all but mcvd-v, mcvd-const,
-# mcvd-b256, vflow-paper and vfusion-b8). All runs share the GPU, so a minute here is a minute
+# vflow-fast vfusion-paper vfusion-fast vfusion-b8 vfusion-compiled (default: all but mcvd-v,
+# mcvd-const, mcvd-b256, vflow-paper, vfusion-b8 and vfusion-compiled). All runs share the GPU, so a minute here is a minute
 # of a shared GPU, the same for every run compared.
 # Environment: EXTRA (overrides for every training), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
 # clips of the curves, of the final scores and of the sampler comparison: 128 / 256 / 64),
@@ -57,6 +57,11 @@ train.steps=700000 $compiled" ;;
     vfusion-paper) echo "configs/videofusion/shapes.yaml" ;;
     vfusion-fast) echo "configs/videofusion/shapes_fast.yaml" ;;
     vfusion-b8) echo "configs/videofusion/shapes_fast.yaml train.batch_size=8" ;;
+    # compiled with CUDA graphs but contiguous (channels-last costs VideoFusion 17%): since the
+    # trainer compiles once (session 10) and the lambda cache lives outside the graphs
+    # (session 8), the eager step's launch overhead (5% of the bf16 peak) is the thing to win
+    vfusion-compiled) echo "configs/videofusion/shapes_fast.yaml train.compile=true \
+train.compile_mode=reduce-overhead" ;;
     *) echo "unknown run $1" >&2 && exit 2 ;;
   esac
 }
