@@ -63,12 +63,12 @@ class UpdateGuard:
         finally:
             del inner.grad_scale, inner.found_inf
         self.skipped += found_inf
-        self._this_step = torch.maximum(self._this_step, found_inf)
+        torch.maximum(self._this_step, found_inf, out=self._this_step)
 
     def end_step(self) -> None:
         """After every phase of a training step: extend or end the run of skipped steps."""
-        self.streak = (self.streak + 1) * self._this_step
-        self._this_step = torch.zeros_like(self._this_step)
+        self.streak.add_(1).mul_(self._this_step)
+        self._this_step.zero_()
         self.bad |= self.streak >= max(self.limit, 1)
 
     def end_of_run(self) -> None:
