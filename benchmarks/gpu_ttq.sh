@@ -146,8 +146,10 @@ evaluate() {
   [[ " $runs " == *" vflow-fast "* ]] && python3 -m videogen sample "$logs/vflow-fast" \
     --task predict --known 1 --frames 5 --clips 4 --samples 2 --temperature 0.6 \
     -o "$keep/vflow-fast.gif" --quiet
-  [[ " $runs " == *" vfusion-fast "* ]] && python3 -m videogen sample "$logs/vfusion-fast" \
-    --task unconditional --clips 4 --samples 2 --steps 50 -o "$keep/vfusion-fast.gif" --quiet
+  for name in $runs; do
+    [[ $name == vfusion-* ]] && python3 -m videogen sample "$logs/$name" --task unconditional \
+      --clips 4 --samples 2 --steps 50 -o "$keep/$name.gif" --quiet
+  done
   tar czf "$keep/ttq.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.gif' \
     --exclude='*.html' "$logs"
   ls -la "$keep"
