@@ -7,9 +7,10 @@
 #   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
 #
 # RUN: mcvd-paper mcvd-v mcvd-fast mcvd-const mcvd-b256 ramvid-paper ramvid-fast vflow-paper
-# vflow-fast vfusion-paper vfusion-fast vfusion-b8 vfusion-compiled (default: all but mcvd-v,
-# mcvd-const, mcvd-b256, vflow-paper, vfusion-b8 and vfusion-compiled). All runs share the GPU, so a minute here is a minute
-# of a shared GPU, the same for every run compared.
+# vflow-fast vfusion-paper vfusion-fast vfusion-b8 vfusion-compiled vfusion-base4 (default: all but
+# mcvd-v, mcvd-const, mcvd-b256, vflow-paper, vfusion-b8, vfusion-compiled and vfusion-base4).
+# All runs share the GPU, so a minute here is a minute of a shared GPU, the same for every run
+# compared.
 # Environment: EXTRA (overrides for every training), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
 # clips of the curves, of the final scores and of the sampler comparison: 128 / 256 / 64),
 # EVAL_ARGS (appended to every evaluation, e.g. "--steps 2" for a quick check on a CPU).
@@ -62,6 +63,10 @@ train.steps=700000 $compiled" ;;
     # (session 8), the eager step's launch overhead (5% of the bf16 peak) is the thing to win
     vfusion-compiled) echo "configs/videofusion/shapes_fast.yaml train.compile=true \
 train.compile_mode=reduce-overhead" ;;
+    # the same with the base generator learning from 4 frames of each clip, not the key frame
+    # alone (session 11: the key frame was the odd one out in every sample)
+    vfusion-base4) echo "configs/videofusion/shapes_fast.yaml model.base_frames=4 \
+train.compile=true train.compile_mode=reduce-overhead" ;;
     *) echo "unknown run $1" >&2 && exit 2 ;;
   esac
 }

@@ -25,7 +25,7 @@ from videogen.diffusion.decomposed import (
 )
 from videogen.evaluate import NULL_LABEL, TEST_LABELS, evaluate_path, evaluate_run
 from videogen.methods import build_method
-from videogen.methods.videofusion import VideoFusion
+from videogen.methods.videofusion import VideoFusion, other_frames
 from videogen.rollout import rollout
 from videogen.tasks import infill, predict
 from videogen.train import train
@@ -224,6 +224,77 @@ def test_gradients_reach_base_only_through_key_frame():
     # without the stop-gradient the other frames would train the base generator too
     base, _ = grads(others, stop=False)
     assert base > 0.0
+
+
+def test_other_frames_are_distinct_and_never_the_key_frame():
+    torch.manual_seed(0)
+    idx = other_frames(500, FRAMES, 3, "cpu")
+    assert idx.shape == (500, 3)
+    assert not (idx == KEY).any()
+    assert all(len(set(row)) == 3 for row in idx.tolist())
+    counts = torch.bincount(idx.flatten(), minlength=FRAMES).float()
+    others = [i for i in range(FRAMES) if i != KEY]
+    # 1,500 draws over 5 frames: 300 each expected
+    assert counts[KEY] == 0 and (counts[others] - 300).abs().max() < 60, counts
+
+
+def test_base_image_loss_is_the_eps_loss_of_the_base_on_the_chosen_frames():
+    """Against the formula: x_t = sqrt(ᾱ) x + sqrt(1 - ᾱ) n on each chosen frame, the base's
+    eps error weighted by min(SNR, γ) / SNR, mean over the images' elements."""
+    cfg = tiny_config(base_frames=3)
+    cfg.diffusion.loss_weighting, cfg.diffusion.min_snr_gamma = "min_snr", 5.0
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    randomise(method.net.base)
+    video = moving_square(batch=2)
+    idx = torch.tensor([[0, 4], [5, 1]])
+    t = torch.tensor([10, 200, 600, 990])
+    noise = torch.randn(4, CH, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    got = method.base_image_loss(video, idx, t=t, noise=noise)
+
+    images = torch.stack([video[0, 0], video[0, 4], video[1, 5], video[1, 1]])
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    abar = torch.cumprod(1 - betas, 0)[t].float()[:, None, None, None]
+    x_t = abar.sqrt() * images + (1 - abar).sqrt() * noise
+    with torch.no_grad():
+        pred = method.net.base(x_t, t.float()).sample
+    snr = (abar / (1 - abar)).flatten()
+    per_image = (pred - noise).square().mean(dim=(1, 2, 3)) * snr.clamp(max=5.0) / snr
+    assert torch.allclose(got, per_image.mean(), rtol=1e-4), (got, per_image.mean())
+
+
+def test_base_frames_add_the_image_loss_to_the_base_generator_only():
+    """The combined loss is the paper's plus the image loss, each image weighted as the key
+    frame (1 / T of the frames carrying loss); the image loss trains only the base."""
+    method = tiny_method(base_frames=3)
+    randomise(method.net)
+    video = moving_square()
+    torch.manual_seed(5)
+    logs = method.loss(video)
+    torch.manual_seed(5)
+    paper = tiny_method(base_frames=1)
+    paper.load_state_dict(method.state_dict())
+    assert "base_loss" not in paper.loss(video)
+    torch.manual_seed(5)
+    main = paper.loss(video)["loss"]  # the same draws: the image loss draws after them
+    assert torch.allclose(logs["loss"], main + logs["base_loss"] * 2 / FRAMES, rtol=1e-5)
+    method.zero_grad()
+    logs["base_loss"].backward()
+    assert all(p.grad is None for p in method.net.residual.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.net.base.parameters())
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"base_frames": 0}, "between 1 and data.frames"),
+        ({"base_frames": FRAMES + 1}, "between 1 and data.frames"),
+        ({"base_frames": 2, "key_lambda": 0.5}, "key_lambda: 1"),
+    ],
+)
+def test_bad_base_frames_are_refused(model: dict, message: str):
+    with pytest.raises(ConfigError, match=message):
+        build_method(tiny_config(**model))
 
 
 def test_residual_sees_frames_with_estimated_base_removed():

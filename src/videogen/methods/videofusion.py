@@ -67,7 +67,13 @@ class VideoFusionModelConfig:
     paper does not say how its class-conditional model conditions the base generator; with
     ``key_lambda`` 1 the key frame comes from the base generator alone, so it needs the label).
     ``stop_base_grad``: gradients reach the base generator through the key frame only (the
-    paper's choice).
+    paper's choice). ``base_frames``: frames of each clip the base generator learns from as an
+    image denoiser; 1 is the paper's (the key frame, through the combined loss), ``k`` > 1 adds
+    ``k - 1`` other frames of every clip, drawn at random, each with its own timestep and plain
+    Gaussian noise, to a loss of the base generator alone, each image weighted as the key frame
+    (beyond the paper: it starts its base from an image model trained on images; this trains
+    one on the clips' frames alongside). Needs λ = 1 at the key frame, where the base
+    generator's task is exactly image denoising.
 
     Residual generator (our layout, the paper gives none): an improved-diffusion style U-Net of
     2D residual blocks with ``channels`` x ``channel_mult`` features, ``num_res_blocks`` per
@@ -88,6 +94,7 @@ class VideoFusionModelConfig:
     base_loaded_from: str | None = None  # written by the method: provenance only
     base_class_cond: bool = True
     stop_base_grad: bool = True
+    base_frames: int = 1
     channels: int = 128
     channel_mult: tuple[int, ...] = (1, 2, 2, 2)
     num_res_blocks: int = 2
@@ -100,6 +107,15 @@ class VideoFusionModelConfig:
     cond_frames: bool = False
     p_uncond: float = 0.25
     max_known: int | None = None
+
+
+def other_frames(batch: int, frames: int, k: int, device: torch.device | str) -> Tensor:
+    """``(batch, k)`` frame indices, each row ``k`` distinct frames other than the key frame,
+    drawn uniformly."""
+    scores = torch.rand(batch, frames, device=device)
+    # rand draws from [0, 1): the key frame sorts last and is never among the first k
+    scores[:, key_frame(frames)] = 2.0
+    return scores.argsort(dim=1)[:, :k]
 
 
 def _class_embeds(m: VideoFusionModelConfig) -> int | None:
@@ -135,6 +151,17 @@ class VideoFusion(VideoMethod):
             lambdas = self.noise.lambdas(data.frames)
         except ValueError as err:
             raise ConfigError(f"model.lam / model.key_lambda / model.lambdas: {err}") from err
+        if not 1 <= m.base_frames <= data.frames:
+            raise ConfigError(
+                f"model.base_frames must be between 1 and data.frames ({data.frames}), "
+                f"got {m.base_frames}"
+            )
+        if m.base_frames > 1 and float(lambdas[key_frame(data.frames)]) != 1.0:
+            raise ConfigError(
+                f"model.base_frames={m.base_frames} trains the base generator as an image "
+                f"denoiser, which it is only with λ = 1 at the key frame (model.key_lambda: 1); "
+                f"got λ = {float(lambdas[key_frame(data.frames)])}"
+            )
         refuse_unresolved("model.base_pretrained", m.base_pretrained, self.title or self.name)
         try:
             base = self._build_base(m, cfg)
@@ -272,8 +299,9 @@ class VideoFusion(VideoMethod):
         ``sqrt(λ^i) b̂ + sqrt(1 - λ^i) r̂^i``, over the unknown frames and the key frame.
 
         ``video`` ``(B, T, C, H, W)`` in [-1, 1]; ``labels`` ``(B,)`` long class indices
-        (dropped to the null label with probability ``p_drop_label``). Returns ``loss`` and,
-        with ``cond_frames``, ``known_frames`` (mean number of known frames per clip).
+        (dropped to the null label with probability ``p_drop_label``). Returns ``loss``; with
+        ``base_frames`` > 1 also ``base_loss`` (the base generator's image loss, part of
+        ``loss``); with ``cond_frames`` also ``known_frames`` (mean known frames per clip).
         """
         self.check_video(video)
         b, frames = video.shape[:2]
@@ -287,9 +315,40 @@ class VideoFusion(VideoMethod):
         y = self._train_labels(labels, b, video.device)
         out = self.diffusion.loss(self.denoiser(y), video, known, loss_mask=~known | is_key)
         logs = {"loss": out["loss"]}
+        extra = self.model_cfg.base_frames - 1
+        if extra:
+            idx = other_frames(b, frames, extra, video.device)
+            image_loss = self.base_image_loss(video, idx, y)
+            # each image counts as the key frame does among the frames that carry loss
+            covered = (~known | is_key).float().sum(1).mean()
+            logs = {"loss": out["loss"] + image_loss * extra / covered, "base_loss": image_loss}
         if self.masks is not None:
             logs["known_frames"] = known.float().sum(1).mean()
         return logs
+
+    def base_image_loss(
+        self,
+        video: Tensor,
+        idx: Tensor,
+        labels: Tensor | None = None,
+        *,
+        t: Tensor | None = None,
+        noise: Tensor | None = None,
+    ) -> Tensor:
+        """The base generator's image denoising loss on frames ``idx`` ``(B, k)`` of ``video``
+        ``(B, T, C, H, W)`` in [-1, 1]: the process's eps loss (with its loss weighting) over the
+        ``B k`` frames, each with its own timestep ``t`` ``(B k,)`` and noise (drawn when not
+        given; plain Gaussian, since a lone image has no base/residual split)."""
+        b, k = idx.shape
+        images = video[torch.arange(b, device=video.device)[:, None], idx].flatten(0, 1)
+        y = None if labels is None else labels.repeat_interleave(k)
+        if noise is None:
+            noise = torch.randn_like(images)
+
+        def base(x_t: Tensor, tt: Tensor) -> Tensor:
+            return self.net.base_noise(x_t, tt, y)
+
+        return self.diffusion.denoising_loss(base, images, t=t, noise=noise)["loss"]
 
     # ------------------------------------------------------------------ sampling
 
