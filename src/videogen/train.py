@@ -46,7 +46,7 @@ from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin, s
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from videogen.atomic import WriteError, append_line, remove_staged, replace_file, write_error
+from videogen.atomic import WriteError, append_line, remove_staged, write_error
 from videogen.batch_stream import BatchStream
 from videogen.checkpoint import (
     NonFiniteError,
@@ -56,17 +56,16 @@ from videogen.checkpoint import (
     optimizer_tensors,
     rng_state,
     save_checkpoint,
-    save_pretrained,
 )
 from videogen.compile_options import inductor_options, uses_cuda_graphs
 from videogen.config import Config, save_config
-from videogen.ema import EMA, ema_weights
+from videogen.ema import EMA
 from videogen.exit_guard import end_within
-from videogen.methods.base import VideoMethod
 from videogen.optim import lr_schedule, make_optimizer
 from videogen.rank_rng import restore_rank_rng
 from videogen.registry import build_method, method_class
 from videogen.run_files import set_aside_previous_run
+from videogen.run_outputs import export, pending_snapshots, write_preview, write_snapshot
 from videogen.stop_signal import StopSignal
 from videogen.train_errors import TrainingError, non_finite_stop
 from videogen.update_guard import UpdateGuard, grad_norm
@@ -448,51 +447,8 @@ def train_phase(
     return out
 
 
-def pending_snapshots(run_dir: Path, minutes: list[float]) -> list[float]:
-    """The snapshot times of ``train.snapshot_minutes`` not yet written, in order (a resumed
-    run keeps the snapshots it has; its clock restarts at zero)."""
-    return [m for m in sorted(minutes) if not (run_dir / "snapshots" / f"{m:g}min").is_dir()]
-
-
-def write_snapshot(
-    method: VideoMethod, ema: EMA | None, run_dir: Path, due: float, step: int, minutes: float
-) -> Path:
-    """Export the EMA weights to ``<run>/snapshots/<due>min/`` with ``snapshot.json`` (the step
-    and the minutes actually trained when it was taken)."""
-    path = export(method, ema, run_dir / "snapshots" / f"{due:g}min")
-    info = {"due_minutes": due, "minutes": minutes, "step": step}
-    replace_file(path / "snapshot.json", (json.dumps(info) + "\n").encode())
-    return path
-
-
 def to_model_input(clips: Tensor, device: torch.device) -> Tensor:
     """uint8 ``(B, T, H, W, C)`` -> float ``(B, T, C, H, W)`` in [-1, 1] on ``device``."""
     from videogen.data import to_model
 
     return to_model(clips.to(device, non_blocking=True))
-
-
-def export(method: VideoMethod, ema: EMA | None, path: Path) -> Path:
-    return save_pretrained(method, path, ema=ema.state_dict() if ema is not None else None)
-
-
-@torch.no_grad()
-def write_preview(
-    method: VideoMethod, ema: EMA | None, cfg: Config, path: Path, count: int = 4
-) -> None:
-    """Write the method's preview (``VideoMethod.preview``: by default its main task) of the
-    first test clips as a GIF grid."""
-    from videogen.data import build_dataset, to_model
-    from videogen.grids import write_grid
-
-    test = build_dataset(cfg.data, "test", seed=cfg.train.seed, length=count)
-    clips = torch.stack([c if torch.is_tensor(c) else c[0] for c in test][:count])
-    video = to_model(clips.to(method.device))
-    was_training = method.training
-    method.eval()
-    with ema_weights(method, ema):
-        gen = torch.Generator(device=method.device).manual_seed(cfg.train.seed)
-        rows, known = method.preview(video, gen)
-    method.train(was_training)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_grid(path, rows, known=None if known is None else known.cpu())
