@@ -10,7 +10,10 @@ import torch
 # always as copies into one buffer). For the backward of PVDM's plane unpacking (a split of the
 # packed tokens at offsets such as 96) torch 2.11 fails while it normalises that kernel's index
 # strides ("ModularIndexing((-96), 8, 4) ... is not comparable", BENCHMARKS.md, PVDM session
-# 10); with no pointwise concatenation it takes the CPU's route.
+# 10); with no pointwise concatenation it takes the CPU's route. Since session 11 the planes are
+# packed by custom operators that inductor does not look into (``models.pvdm_planes``), and that
+# is what the H200 run that passed had; it had this setting too, and the two were not tried
+# apart, so PVDM keeps both.
 NO_POINTWISE_CAT = {"max_pointwise_cat_inputs": 0, "max_complex_pointwise_cat_inputs": 0}
 
 
