@@ -6,9 +6,10 @@
 #   bash benchmarks/gpu_ttq.sh start MIN [RUN...]   # launch the trainings detached
 #   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
 #
-# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-const mcvd-b256 ramvid-paper ramvid-fast vflow-paper
-# vflow-fast vfusion-paper vfusion-fast vfusion-b8 vfusion-compiled vfusion-base4 (default: all but
-# mcvd-v, mcvd-const, mcvd-b256, vflow-paper, vfusion-b8, vfusion-compiled and vfusion-base4).
+# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-nosnr mcvd-const mcvd-b256 ramvid-paper ramvid-fast
+# ramvid-fastc ramvid-nosnr vflow-paper vflow-fast vfusion-paper vfusion-fast vfusion-b8
+# vfusion-compiled vfusion-base4 (default: mcvd-paper mcvd-fast ramvid-paper ramvid-fast
+# vflow-fast vfusion-paper vfusion-fast).
 # All runs share the GPU, so a minute here is a minute of a shared GPU, the same for every run
 # compared.
 # Environment: EXTRA (overrides for every training), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
@@ -37,7 +38,8 @@ fi
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 ttq="python3 benchmarks/time_to_quality.py"
 common="data.num_workers=2 train.log_every=100 train.sample_every=0 train.ckpt_every=1000000"
-compiled="train.channels_last=true train.compile=true train.compile_mode=reduce-overhead"
+graphs="train.compile=true train.compile_mode=reduce-overhead"
+compiled="train.channels_last=true $graphs"
 
 config_of() {  # the config and overrides of a run
   case $1 in
@@ -49,8 +51,14 @@ config_of() {  # the config and overrides of a run
     mcvd-const) echo "configs/mcvd/smmnist_fast.yaml train.lr=2e-4 train.lr_schedule=constant \
 train.steps=700000 $compiled" ;;
     mcvd-b256) echo "configs/mcvd/smmnist_fast.yaml train.batch_size=256 train.steps=3750 $compiled" ;;
+    # the fast recipe without min-SNR-5 (plain v loss): the one choice not yet measured apart
+    mcvd-nosnr) echo "configs/mcvd/smmnist_fast.yaml diffusion.loss_weighting=none $compiled" ;;
     ramvid-paper) echo "configs/ramvid/tiny.yaml" ;;
     ramvid-fast) echo "configs/ramvid/tiny_fast.yaml" ;;
+    # compiled with CUDA graphs, contiguous (the 3.0M-parameter network is launch-bound eager);
+    # with and without min-SNR-5
+    ramvid-fastc) echo "configs/ramvid/tiny_fast.yaml $graphs" ;;
+    ramvid-nosnr) echo "configs/ramvid/tiny_fast.yaml diffusion.loss_weighting=none $graphs" ;;
     vflow-paper) echo "configs/videoflow/stochastic_shapes.yaml" ;;
     vflow-fast) echo "configs/videoflow/stochastic_shapes_fast.yaml" ;;
     # eager: a step of 32 clips of 16 frames is long enough that CUDA graphs gain little, and
@@ -119,7 +127,7 @@ evaluate() {
   local q="python3 benchmarks/quality.py"
   for name in $runs; do
     case $name in
-      mcvd-fast | mcvd-const | mcvd-b256)
+      mcvd-fast | mcvd-nosnr | mcvd-const | mcvd-b256)
         (
           $q "$logs/$name" --frames 15 --task predict:known=5 --best-of 10 --clips "$final_clips" \
             --batch-size 128 --sampler dpm++ --steps 25 --out "$logs/q_$name" ${EVAL_ARGS:-}
@@ -141,13 +149,15 @@ evaluate() {
   done
   wait
   for name in $runs; do [[ -f $logs/final_$name.log ]] && grep "^|\|^run" "$logs/final_$name.log"; done
-  for name in mcvd-paper mcvd-fast mcvd-const mcvd-b256; do
+  for name in mcvd-paper mcvd-fast mcvd-nosnr mcvd-const mcvd-b256; do
     [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task predict \
       --known 5 --frames 15 --clips 3 --samples 2 --sampler dpm++ --steps 25 \
       -o "$keep/${name}.gif" --quiet
   done
-  [[ " $runs " == *" ramvid-fast "* ]] && python3 -m videogen sample "$logs/ramvid-fast" \
-    --task infill --known 2 --clips 3 --samples 2 -o "$keep/ramvid-fast-infill.gif" --quiet
+  for name in ramvid-fast ramvid-fastc ramvid-nosnr; do
+    [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task infill \
+      --known 2 --clips 3 --samples 2 -o "$keep/$name-infill.gif" --quiet
+  done
   [[ " $runs " == *" vflow-fast "* ]] && python3 -m videogen sample "$logs/vflow-fast" \
     --task predict --known 1 --frames 5 --clips 4 --samples 2 --temperature 0.6 \
     -o "$keep/vflow-fast.gif" --quiet
