@@ -198,6 +198,34 @@ def test_demo_writes_metrics_for_each_task(tmp_path):
     assert all((out / f"{t}.gif").is_file() for t in ("predict", "infill", "unconditional"))
 
 
+def test_demo_overrides_change_its_config_and_bad_ones_are_named(tmp_path):
+    from videogen.config import ConfigError, load_config
+    from videogen.demo import demo_config
+
+    cfg = demo_config("cpu", None, tmp_path, ["diffusion.prediction=v", "train.lr=5e-4"])
+    assert (cfg.diffusion.prediction, cfg.train.lr) == ("v", 5e-4)
+    assert cfg.train.steps == 1500 and cfg.model["ngf"] == 32  # the rest stays the demo's
+    main(
+        [
+            "demo",
+            "--out",
+            str(tmp_path / "d"),
+            "--steps",
+            "1",
+            "--clips",
+            "1",
+            "--quiet",
+            "diffusion.loss_weighting=min_snr",
+        ]
+    )
+    saved = load_config(tmp_path / "d" / "run" / "config.yaml")
+    assert saved.diffusion.loss_weighting == "min_snr"
+    with pytest.raises(ConfigError, match="train.lr"):
+        demo_config("cpu", None, tmp_path, ["train.lr=-1"])
+    with pytest.raises(ConfigError, match="diffusion.prediction"):
+        demo_config("cpu", None, tmp_path, ["diffusion.prediction=noise"])
+
+
 def test_videoflow_trains_samples_and_reports_bits_per_pixel_through_the_same_commands(tmp_path):
     config = tmp_path / "flow.yaml"
     config.write_text(

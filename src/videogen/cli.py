@@ -104,7 +104,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from videogen.demo import run_demo
 
-    out = run_demo(args.out, device=args.device, steps=args.steps, progress=not args.quiet)
+    out = run_demo(
+        args.out,
+        device=args.device,
+        steps=args.steps,
+        clips=args.clips,
+        overrides=args.overrides,
+        progress=not args.quiet,
+    )
     print(f"demo folder: {out.resolve()}")
 
 
@@ -244,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=int,
         help="training steps (default 1,500 on a CPU: ~6 min of 2 cores; GPU 6,000)",
+    )
+    d.add_argument("--clips", type=int, default=16, help="test clips scored (default 16)")
+    d.add_argument(
+        "overrides", nargs="*", help="dotted overrides of the demo's config: diffusion.prediction=v"
     )
     d.add_argument("--device", default=default_device())
     d.add_argument("--quiet", action="store_true")

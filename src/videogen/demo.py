@@ -18,14 +18,34 @@ from torch import Tensor
 
 from videogen import tasks
 from videogen.baselines import copy_last_known
-from videogen.config import Config, DataConfig, DiffusionConfig, SampleConfig, TrainConfig
+from videogen.config import (
+    Config,
+    DataConfig,
+    DiffusionConfig,
+    SampleConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    to_dict,
+)
 
 PAST, CURRENT, FUTURE = 4, 4, 2
 
 
-def demo_config(device: str, steps: int | None, out: Path) -> Config:
+def demo_config(
+    device: str, steps: int | None, out: Path, overrides: list[str] | None = None
+) -> Config:
     """A small MCVD with past and future masking (so one model predicts, infills and
-    generates) on 2-digit stochastic moving digits; 32x32 on a CPU, 64x64 on a GPU."""
+    generates) on 2-digit stochastic moving digits; 32x32 on a CPU, 64x64 on a GPU.
+    ``overrides`` are dotted ``key=value`` pairs applied last, as for ``videogen train``
+    (``diffusion.prediction=v`` tries another recipe on the same data and test clips)."""
+    cfg = _base_config(device, steps, out)
+    if not overrides:
+        return cfg
+    return from_dict(Config, apply_overrides(to_dict(cfg), overrides))
+
+
+def _base_config(device: str, steps: int | None, out: Path) -> Config:
     gpu = device.startswith("cuda")
     return Config(
         method="mcvd",
@@ -88,9 +108,11 @@ def run_demo(
     device: str = "cpu",
     steps: int | None = None,
     clips: int = 16,
+    overrides: list[str] | None = None,
     progress: bool = True,
 ) -> Path:
-    """Train, sample three tasks, write GIF grids and ``metrics.json``; return the folder."""
+    """Train, sample three tasks, write GIF grids and ``metrics.json``; return the folder.
+    ``overrides`` change the demo's config (``demo_config``)."""
     from videogen.checkpoint import load_pretrained
     from videogen.data import build_dataset, to_model
     from videogen.grids import write_grid
@@ -99,7 +121,7 @@ def run_demo(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = demo_config(device, steps, out)
+    cfg = demo_config(device, steps, out, overrides)
     start = time.perf_counter()
     run = train(cfg, progress=progress)
     train_s = time.perf_counter() - start
