@@ -43,8 +43,9 @@ def test_frames(run: str, n: int, seed: int = 0) -> Tensor:
 
 
 @torch.no_grad()
-def noise_errors(method, images: Tensor, seed: int = 0) -> dict[int, float]:
-    """Unweighted mean squared error of the base generator's noise estimate per timestep."""
+def noise_errors(method, images: Tensor, seed: int = 0) -> dict[int, tuple[float, float]]:
+    """Per timestep: the unweighted mean squared error of the base generator's noise estimate,
+    and that error carried to the clean image, times ``(1 - a_t) / a_t``."""
     abar = method.diffusion.schedule(images.device)
     gen = torch.Generator().manual_seed(seed)
     out = {}
@@ -53,7 +54,8 @@ def noise_errors(method, images: Tensor, seed: int = 0) -> dict[int, float]:
         a = abar[t]
         x_t = a.sqrt() * images + (1 - a).sqrt() * eps
         tt = torch.full((images.shape[0],), t, dtype=torch.long)
-        out[t] = float((method.net.base_noise(x_t, tt, None) - eps).pow(2).mean())
+        err = float((method.net.base_noise(x_t, tt, None) - eps).pow(2).mean())
+        out[t] = (err, err * float((1 - a) / a))
     return out
 
 
@@ -92,7 +94,6 @@ def main() -> None:
     p.add_argument("--dark", type=float, default=0.25, help="background: brightest channel below")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    torch.manual_seed(args.seed)
     real = test_frames(args.runs[0], max(args.images, args.samples), args.seed)
     errors, stats = {}, {}
     for run in args.runs:
@@ -103,13 +104,11 @@ def main() -> None:
         drawn = draw_key_frames(method, args.samples, tuple(real.shape[1:]), args.steps, args.seed)
         stats[run] = image_stats(drawn, args.dark)
     stats["real frames"] = image_stats(real[: args.samples], args.dark)
-    abar = method.diffusion.schedule("cpu")
     print("| noise error at t | " + " | ".join(str(t) for t in TIMESTEPS) + " |")
     print("|---|" + "---:|" * len(TIMESTEPS))
     for run, e in errors.items():
-        print(f"| {run} (eps) | " + " | ".join(f"{e[t]:.4f}" for t in TIMESTEPS) + " |")
-        image = [e[t] * float((1 - abar[t]) / abar[t]) for t in TIMESTEPS]
-        print(f"| {run} (image) | " + " | ".join(f"{v:.2e}" for v in image) + " |")
+        print(f"| {run} (eps) | " + " | ".join(f"{e[t][0]:.4f}" for t in TIMESTEPS) + " |")
+        print(f"| {run} (image) | " + " | ".join(f"{e[t][1]:.2e}" for t in TIMESTEPS) + " |")
     names = list(next(iter(stats.values())))
     print("\n| key frames | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
