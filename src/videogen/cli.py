@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--steps",
         type=int,
-        help="training steps (default 1,500 on a CPU: ~6 min of 2 cores; GPU 6,000)",
+        help="training steps (default 1,500 on a CPU: 6 to 11 min of 2 cores; GPU 6,000)",
     )
     d.add_argument("--clips", type=int, default=16, help="test clips scored (default 16)")
     d.add_argument(
