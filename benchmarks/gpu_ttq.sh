@@ -6,13 +6,14 @@
 #   bash benchmarks/gpu_ttq.sh start MIN [RUN...]   # launch the trainings detached
 #   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
 #
-# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-nosnr mcvd-const mcvd-b256 ramvid-paper ramvid-fast
-# ramvid-fastc ramvid-nosnr vflow-paper vflow-fast vfusion-paper vfusion-fast vfusion-b8
+# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-minsnr mcvd-const mcvd-b256 ramvid-paper ramvid-fast
+# ramvid-fastc ramvid-nosnr ramvid-b16 vflow-paper vflow-fast vfusion-paper vfusion-fast vfusion-b8
 # vfusion-compiled vfusion-base4 (default: mcvd-paper mcvd-fast ramvid-paper ramvid-fast
 # vflow-fast vfusion-paper vfusion-fast).
 # All runs share the GPU, so a minute here is a minute of a shared GPU, the same for every run
 # compared.
-# Environment: EXTRA (overrides for every training), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
+# Environment: EXTRA (overrides for every training), EXTRA_MCVD / EXTRA_RAMVID / EXTRA_VFLOW /
+# EXTRA_VFUSION (overrides for that method's runs only, after EXTRA), CLIPS / FINAL_CLIPS / SAMPLER_CLIPS (test
 # clips of the curves, of the final scores and of the sampler comparison: 128 / 256 / 64),
 # EVAL_ARGS (appended to every evaluation, e.g. "--steps 2" for a quick check on a CPU).
 set -u
@@ -51,12 +52,14 @@ config_of() {  # the config and overrides of a run
     mcvd-const) echo "configs/mcvd/smmnist_fast.yaml train.lr=2e-4 train.lr_schedule=constant \
 train.steps=700000 $compiled" ;;
     mcvd-b256) echo "configs/mcvd/smmnist_fast.yaml train.batch_size=256 train.steps=3750 $compiled" ;;
-    # the fast recipe without min-SNR-5 (plain v loss): the one choice not yet measured apart
-    mcvd-nosnr) echo "configs/mcvd/smmnist_fast.yaml diffusion.loss_weighting=none $compiled" ;;
+    # the fast recipe with min-SNR-5 weights, as it was before session 14 (they lost to plain v)
+    mcvd-minsnr) echo "configs/mcvd/smmnist_fast.yaml diffusion.loss_weighting=min_snr $compiled" ;;
     ramvid-paper) echo "configs/ramvid/tiny.yaml" ;;
     ramvid-fast) echo "configs/ramvid/tiny_fast.yaml" ;;
     # the fast recipe without min-SNR-5 (plain v loss), eager as ramvid-fast
     ramvid-nosnr) echo "configs/ramvid/tiny_fast.yaml diffusion.loss_weighting=none" ;;
+    # the fast recipe's batch and rate before session 14 (batch 64 at 4e-4 won)
+    ramvid-b16) echo "configs/ramvid/tiny_fast.yaml train.batch_size=16 train.lr=2e-4" ;;
     # compiled with CUDA graphs, contiguous (the 3.0M-parameter network is launch-bound eager)
     ramvid-fastc) echo "configs/ramvid/tiny_fast.yaml $graphs" ;;
     vflow-paper) echo "configs/videoflow/stochastic_shapes.yaml" ;;
@@ -91,10 +94,14 @@ runs=${*:-mcvd-paper mcvd-fast ramvid-paper ramvid-fast vflow-fast vfusion-paper
 start() {
   local points
   points=$(python3 -c "m=$minutes; print([round(m * f, 2) for f in (1/6, 1/3, 2/3)])")
+  local family
   for name in $runs; do
     read -r -a cfg <<<"$(config_of "$name")"
+    family=EXTRA_${name%%-*}
+    family=${family^^}
     setsid nohup python3 -m videogen train "${cfg[@]}" "train.out=$logs/$name" \
-      "train.max_minutes=$minutes" "train.snapshot_minutes=$points" $common ${EXTRA:-} --quiet \
+      "train.max_minutes=$minutes" "train.snapshot_minutes=$points" $common ${EXTRA:-} \
+      ${!family:-} --quiet \
       >"$logs/train_$name.log" 2>&1 </dev/null &
     echo $! >"$logs/$name.pid"
     echo "started $name (pid $!): ${cfg[*]}"
@@ -127,7 +134,7 @@ evaluate() {
   local q="python3 benchmarks/quality.py"
   for name in $runs; do
     case $name in
-      mcvd-fast | mcvd-nosnr | mcvd-const | mcvd-b256)
+      mcvd-fast | mcvd-minsnr | mcvd-const | mcvd-b256)
         (
           $q "$logs/$name" --frames 15 --task predict:known=5 --best-of 10 --clips "$final_clips" \
             --batch-size 128 --sampler dpm++ --steps 25 --out "$logs/q_$name" ${EVAL_ARGS:-}
@@ -149,12 +156,12 @@ evaluate() {
   done
   wait
   for name in $runs; do [[ -f $logs/final_$name.log ]] && grep "^|\|^run" "$logs/final_$name.log"; done
-  for name in mcvd-paper mcvd-fast mcvd-nosnr mcvd-const mcvd-b256; do
+  for name in mcvd-paper mcvd-fast mcvd-minsnr mcvd-const mcvd-b256; do
     [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task predict \
       --known 5 --frames 15 --clips 3 --samples 2 --sampler dpm++ --steps 25 \
       -o "$keep/${name}.gif" --quiet
   done
-  for name in ramvid-fast ramvid-fastc ramvid-nosnr; do
+  for name in ramvid-fast ramvid-fastc ramvid-nosnr ramvid-b16; do
     [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task infill \
       --known 2 --clips 3 --samples 2 -o "$keep/$name-infill.gif" --quiet
   done
