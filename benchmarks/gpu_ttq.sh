@@ -126,14 +126,8 @@ evaluate() {
     $ttq eval "$logs/$name" "${m[@]}" --clips "$clips" --best-of 5 --batch-size 128 \
       ${EVAL_ARGS:-} >"$logs/eval_$name.log" 2>&1 &
   done
-  wait
-  for name in $runs; do tail -n 12 "$logs/eval_$name.log"; done
-  local family members
-  for family in mcvd ramvid vflow vfusion; do
-    members=$(for r in $runs; do [[ $r == $family-* ]] && echo "$logs/$r"; done)
-    [[ -n $members ]] && $ttq plot $members -o "$keep/ttq_$family.png" | tee "$logs/ttq_$family.md"
-  done
-  # the targets' protocol on the final models of the fast MCVD recipes and RaMViD: 256 clips,
+  # the targets' protocol on the final models of the fast MCVD recipes and RaMViD, beside the
+  # curves (in session 14 the machine went after the curves, and these with it): 256 clips,
   # best of 10; the sampler step counts on 64 clips
   local q="python3 benchmarks/quality.py"
   for name in $runs; do
@@ -159,6 +153,12 @@ evaluate() {
     esac
   done
   wait
+  for name in $runs; do tail -n 12 "$logs/eval_$name.log"; done
+  local family members
+  for family in mcvd ramvid vflow vfusion; do
+    members=$(for r in $runs; do [[ $r == $family-* ]] && echo "$logs/$r"; done)
+    [[ -n $members ]] && $ttq plot $members -o "$keep/ttq_$family.png" | tee "$logs/ttq_$family.md"
+  done
   for name in $runs; do [[ -f $logs/final_$name.log ]] && grep "^|\|^run" "$logs/final_$name.log"; done
   for name in mcvd-paper mcvd-fast mcvd-x0 mcvd-minsnr mcvd-const mcvd-b256; do
     [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task predict \
