@@ -6,6 +6,16 @@
 #   bash benchmarks/gpu_ttq.sh start MIN [RUN...]   # launch the trainings detached
 #   bash benchmarks/gpu_ttq.sh eval [RUN...]        # wait for them, evaluate, plot, pack to $OUT
 #
+# On the device tool, whose calls end after 10 minutes and whose machine can go between calls,
+# the whole experiment runs detached and later calls collect it:
+#
+#   bash benchmarks/gpu_ttq.sh detach MIN [RUN...]  # start, then eval, in the background
+#   bash benchmarks/gpu_ttq.sh collect SECONDS      # wait for it (at most SECONDS), copy the
+#                                                   # results so far to $OUT (8 files at most)
+#
+# (detach keeps its results in $KEEP, default /tmp/ttq-keep, since the device tool empties $OUT
+# before every call; each collect brings back what exists, so a lost machine loses less.)
+#
 # RUN: mcvd-paper mcvd-v mcvd-fast mcvd-x0 mcvd-minsnr mcvd-const mcvd-b256 ramvid-paper
 # ramvid-fast ramvid-fastc ramvid-nosnr ramvid-b16 vflow-paper vflow-fast vfusion-paper
 # vfusion-fast vfusion-b8 vfusion-compiled vfusion-base4 (default: mcvd-paper mcvd-fast
@@ -20,8 +30,8 @@
 set -u
 what=${1:-}
 shift || true
-if [[ $what == start ]]; then
-  minutes=${1:?usage: $0 start MIN [RUN...]}
+if [[ $what == start || $what == detach ]]; then
+  minutes=${1:?usage: $0 $what MIN [RUN...]}
   shift
 fi
 clips=${CLIPS:-128}
@@ -180,8 +190,39 @@ evaluate() {
     --exclude='*.html' "$logs"
   ls -la "$keep"
 }
+detach() {
+  local store=${KEEP:-/tmp/ttq-keep}
+  mkdir -p "$store"
+  # one background job: start the trainings, then evaluate them (eval waits for them)
+  OUT=$store setsid nohup bash -c "bash '$0' start $minutes $runs && bash '$0' eval $runs \
+    >'$store/eval.log' 2>&1; echo \"== done \$(date -u +%T)\"" >"$store/driver.log" 2>&1 \
+    </dev/null &
+  echo "detached: $runs for $minutes minutes; results in $store, collect with: $0 collect SECONDS"
+}
+collect() {
+  local store=${KEEP:-/tmp/ttq-keep} out=${OUT:?collect copies to \$OUT}
+  local end=$((SECONDS + ${1:-0})) f
+  until grep -q "^== done" "$store/driver.log" 2>/dev/null || ((SECONDS >= end)); do sleep 10; done
+  date -u +%T
+  tail -n 40 "$store/driver.log" 2>/dev/null
+  for f in "$logs"/*/metrics.jsonl; do [[ -f $f ]] && echo "$f: $(tail -n 1 "$f" | cut -c1-200)"; done
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=utilization.gpu,memory.used \
+    --format=csv,noheader
+  # the logs, tables and curves so far (no weights), the plots and GIFs once drawn
+  cp "$store/driver.log" "$out/" 2>/dev/null
+  [[ -f $store/eval.log ]] && cp "$store/eval.log" "$out/"
+  tar czf "$out/partial.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.gif' \
+    --exclude='*.html' "$logs" 2>/dev/null
+  for f in "$store"/ttq_*.png; do [[ -f $f ]] && cp "$f" "$out/"; done
+  compgen -G "$store/*.gif" >/dev/null && tar czf "$out/gifs.tar.gz" -C "$store" \
+    $(cd "$store" && ls ./*.gif)
+  ls -la "$out"
+}
 case $what in
   start) start ;;
   eval) evaluate ;;
-  *) echo "usage: $0 start MIN [RUN...] | eval [RUN...]" >&2 && exit 2 ;;
+  detach) detach ;;
+  collect) collect "${1:-0}" ;;
+  *) echo "usage: $0 start MIN [RUN...] | eval [RUN...] | detach MIN [RUN...] | collect SECONDS" \
+    >&2 && exit 2 ;;
 esac
