@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -48,6 +49,28 @@ def test_clip_read_matches_slices_of_the_full_video(sample_videos: Path) -> None
     for start, stride in [(0, 1), (7, 2), (31, 3), (100, 1), (200, 5)]:
         clip = read_video(path, start=start, frames=8, stride=stride, size=32)
         np.testing.assert_array_equal(clip, full[start : start + 8 * stride : stride][:8])
+
+
+def _read_in_child(path: Path, queue: multiprocessing.Queue) -> None:
+    queue.put([read_video(path, frames=3, size=32).shape, read_video(path, frames=2).shape])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (data-loader workers on Linux)")
+def test_a_forked_process_reads_after_the_parent_did(small_mp4: Path) -> None:
+    """Regression: with PyAV 18.1.1 a process forked after its parent had converted a frame
+    (a data-loader worker) hung for ever in swscale's thread pool."""
+    read_video(small_mp4, frames=3, size=32)
+    read_video(small_mp4, frames=2)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_read_in_child, args=(small_mp4, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("a forked process hung reading a video its parent had read")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == [(3, 32, 32, 3), (2, 144, 176, 3)]
 
 
 def test_resize_crop_and_grey(small_mp4: Path, carphone: np.ndarray) -> None:

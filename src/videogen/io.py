@@ -166,11 +166,16 @@ def centre_crop(frames: np.ndarray, size: int) -> np.ndarray:
 
 def _frame_array(frame: av.VideoFrame, shape: tuple[int, int] | None, grey: bool) -> np.ndarray:
     fmt = "gray" if grey else "rgb24"
+    # one swscale thread: PyAV 18.1.1 keeps the scaler and its thread pool from one frame to
+    # the next, and a data-loader worker forked after the parent had converted a frame waits
+    # for ever on pool threads that were not forked. The loader's workers are the parallelism.
     if shape is None:
-        array = frame.to_ndarray(format=fmt)
+        array = frame.to_ndarray(format=fmt, threads=1)
     else:
         # swscale's area filter: antialiased downscaling inside the decoder's output step
-        array = frame.to_ndarray(height=shape[0], width=shape[1], format=fmt, interpolation="AREA")
+        array = frame.to_ndarray(
+            height=shape[0], width=shape[1], format=fmt, interpolation="AREA", threads=1
+        )
     return array[..., None] if grey else array
 
 
