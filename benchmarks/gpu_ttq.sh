@@ -127,6 +127,10 @@ await() {
   while kill -0 "$pid" 2>/dev/null; do sleep 5; done
   echo "== $1: $(grep -c . "$logs/$1/metrics.jsonl") log rows; $(tail -n 1 "$logs/$1/metrics.jsonl")"
 }
+pack() {  # the runs' logs, tables and curves, without weights, GIFs or reports, to $1
+  tar czf "$1" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.gif' --exclude='*.html' \
+    "$logs"
+}
 evaluate() {
   for name in $runs; do await "$name"; done
   # the curves: every snapshot, 128 test clips, best of 5 (all runs at once: eager sampling
@@ -186,8 +190,7 @@ evaluate() {
     [[ $name == vfusion-* ]] && python3 -m videogen sample "$logs/$name" --task unconditional \
       --clips 4 --samples 2 --steps 50 -o "$keep/$name.gif" --quiet
   done
-  tar czf "$keep/ttq.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.gif' \
-    --exclude='*.html' "$logs"
+  pack "$keep/ttq.tar.gz"
   ls -la "$keep"
 }
 detach() {
@@ -211,8 +214,7 @@ collect() {
   # the logs, tables and curves so far (no weights), the plots and GIFs once drawn
   cp "$store/driver.log" "$out/" 2>/dev/null
   [[ -f $store/eval.log ]] && cp "$store/eval.log" "$out/"
-  tar czf "$out/partial.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.gif' \
-    --exclude='*.html' "$logs" 2>/dev/null
+  pack "$out/partial.tar.gz" 2>/dev/null
   for f in "$store"/ttq_*.png; do [[ -f $f ]] && cp "$f" "$out/"; done
   compgen -G "$store/*.gif" >/dev/null && tar czf "$out/gifs.tar.gz" -C "$store" \
     $(cd "$store" && ls ./*.gif)
