@@ -17,7 +17,7 @@
 # before every call; each collect brings back what exists, so a lost machine loses less.)
 #
 # RUN: mcvd-paper mcvd-v mcvd-fast mcvd-x0 mcvd-minsnr mcvd-const mcvd-b256 ramvid-paper
-# ramvid-fast ramvid-fastc ramvid-nosnr ramvid-b16 vflow-paper vflow-fast vfusion-paper
+# ramvid-fast ramvid-fastc ramvid-nosnr ramvid-b16 vflow-paper vflow-fast vflow-mix vfusion-paper
 # vfusion-fast vfusion-b8 vfusion-compiled vfusion-base4 (default: mcvd-paper mcvd-fast
 # ramvid-paper ramvid-fast vflow-fast vfusion-paper vfusion-fast).
 # All runs share the GPU, so a minute here is a minute of a shared GPU, the same for every run
@@ -78,6 +78,10 @@ train.steps=700000 $compiled" ;;
     ramvid-fastc) echo "configs/ramvid/tiny_fast.yaml $graphs" ;;
     vflow-paper) echo "configs/videoflow/stochastic_shapes.yaml" ;;
     vflow-fast) echo "configs/videoflow/stochastic_shapes_fast.yaml" ;;
+    # a mixture of 8 Gaussians per dynamics prior, trained by balanced hard assignment at each
+    # time step, so both predicted frames of a 3-frame clip are scored (session 16, CPU)
+    vflow-mix) echo "configs/videoflow/stochastic_shapes_fast.yaml model.prior_components=8 \
+model.train_frames=3" ;;
     # eager: a step of 32 clips of 16 frames is long enough that CUDA graphs gain little, and
     # compiling the two networks beside other runs took minutes (session 8)
     vfusion-paper) echo "configs/videofusion/shapes.yaml" ;;

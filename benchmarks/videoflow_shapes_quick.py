@@ -97,6 +97,9 @@ with torch.no_grad():
         if level < len(contexts):
             ctx = rearrange(contexts[level], "(b t) c h w -> b t c h w", b=n)[:, k]
         mean, log_scale = prior(z[:, :k], ctx, n)
+        if mean.dim() == 5:  # a mixture: each clip's closest component
+            best = (z[:, k, None] - mean).square().flatten(2).sum(2).argmin(1)
+            mean, log_scale = mean[torch.arange(n), best], log_scale[torch.arange(n), best]
         err = z[:, k] - mean
         s = log_scale.exp()
         r = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731

@@ -65,6 +65,11 @@ class VideoFlowConfig:
     # the moving shape into the scale and kept the mean at zero, so samples near the mean lost
     # the shape; with it the mean carries the motion (BENCHMARKS.md, VideoFlow session 6)
     prior_scale_per_channel: bool = False
+    # not in the paper: each dynamics prior a mixture of this many Gaussians, one component
+    # drawn per frame for every level, weights from the top latent of the last frame; trained
+    # by balanced hard assignment (``assign_balanced``). A single Gaussian decodes a shape that
+    # may go left or right into both at half strength (BENCHMARKS.md, VideoFlow session 9)
+    prior_components: int = 1
     context_frames: int = 3  # [video_num_input_frames] leading frames not scored by the loss
     train_frames: int | None = None  # [num_train_frames] random sub-clip per step; null = all
     score_context: bool = False  # [model_input] also score the leading context frames
@@ -77,6 +82,11 @@ def _check(m: VideoFlowConfig, cfg: Config) -> None:
     for key in positive:
         if getattr(m, key) < 1:
             raise ConfigError(f"model.{key} must be at least 1, got {getattr(m, key)}")
+    if m.prior_components < 1 or (m.prior_components > 1 and m.prior == "pointwise"):
+        raise ConfigError(
+            f"model.prior_components={m.prior_components}: need at least 1, and 1 with "
+            "model.prior=pointwise"
+        )
     if m.prior_depth < 0 or m.context_frames < 0:
         raise ConfigError("model.prior_depth and model.context_frames must be >= 0")
     if m.log_scale_bound <= 0:
@@ -137,6 +147,7 @@ class VideoFlow(VideoMethod):
                 latent_skip=m.latent_skip,
                 log_scale_bound=m.log_scale_bound,
                 scale_per_channel=m.prior_scale_per_channel,
+                components=m.prior_components,
             )
             for level, shape in enumerate(self.latent_shapes)
         )
@@ -172,7 +183,22 @@ class VideoFlow(VideoMethod):
         """Bits per dimension ``(B, T - first)`` of each frame from ``first`` on, given the
         frames before it: ``-log2 p(x_t | x_<t) / (C H W)`` with uniform dequantisation noise
         (an upper bound on the discrete bits; the paper's metric). ``first`` defaults to
-        ``context_frames`` (0 with ``score_context``)."""
+        ``context_frames`` (0 with ``score_context``). A mixture prior's components are summed
+        out: the bits stay exact."""
+        log_p = self._component_log_probs(video, first, generator)
+        return self._bits(torch.logsumexp(log_p, -1), video)
+
+    def _bits(self, log_p: Tensor, video: Tensor) -> Tensor:
+        """Nats of a frame -> bits per dimension (with the dequantisation's ``n_bits``)."""
+        dims = math.prod(video.shape[2:])
+        return self.model_cfg.n_bits - log_p / (dims * math.log(2.0))
+
+    def _component_log_probs(
+        self, video: Tensor, first: int | None, generator: torch.Generator | None
+    ) -> Tensor:
+        """``log p(x_t, k | x_<t)`` in nats ``(B, T - first, K)`` per mixture component ``k``
+        (K = 1 with one Gaussian per level): the flow's log-determinant plus every level's
+        log-density under component k, plus the top level's log-weight of k."""
         self.check_video(video)
         b, t = video.shape[:2]
         first = self._first_scored(t) if first is None else first
@@ -184,24 +210,25 @@ class VideoFlow(VideoMethod):
         x = to_flow(clip, self.model_cfg.n_bits, _noise(torch.rand, clip.shape, clip, generator))
         latents, contexts, logdet = self.glow.encode(rearrange(x, "b t c h w -> (b t) c h w"))
         first -= start
-        log_p = rearrange(logdet, "(b t) -> b t", b=b)[:, first:]
+        log_p = rearrange(logdet, "(b t) -> b t 1", b=b)[:, first:]
         for level, prior in enumerate(self.priors):
             z = rearrange(latents[level], "(b t) c h w -> b t c h w", b=b)
             context = None
             if level < len(contexts):
                 context = rearrange(contexts[level], "(b t) c h w -> b t c h w", b=b)
             log_p = log_p + self._level_log_prob(prior, z, context, first)
-        dims = math.prod(video.shape[2:])
-        return self.model_cfg.n_bits - log_p / (dims * math.log(2.0))
+        return log_p
 
     def _level_log_prob(
         self, prior: LevelPrior, z: Tensor, context: Tensor | None, first: int
     ) -> Tensor:
-        """``log p(z_t)`` ``(B, T - first)`` at one level: the marginal prior for frames with
-        fewer than ``cond_frames`` frames before them in ``z``, the dynamics for the rest (all
-        windows at once: the history of frame t is ``z[t - n : t]``)."""
+        """``log p(z_t, k)`` ``(B, T - first, K)`` at one level: the marginal prior for frames
+        with fewer than ``cond_frames`` frames before them in ``z`` (the same for every
+        component), the dynamics for the rest (all windows at once: the history of frame t is
+        ``z[t - n : t]``). The top level of a mixture adds the components' log-weights."""
         b, t = z.shape[:2]
         n = self.model_cfg.cond_frames
+        k = prior.components
         with_history = max(first, min(t, n))
         parts = []
 
@@ -212,24 +239,50 @@ class VideoFlow(VideoMethod):
             frames = slice(first, with_history)
             target = flat(z, frames)
             mean, log_scale = prior(None, flat(context, frames), target.shape[0])
-            parts.append(gaussian_log_prob(target, mean, log_scale).view(b, -1))
+            part = gaussian_log_prob(target, mean, log_scale).view(b, -1, 1)
+            if prior.weights is not None:
+                part = part - math.log(k)  # equal weights: the marginal has no component
+            parts.append(part.expand(-1, -1, k))
         if t > with_history:
             frames = slice(with_history, t)
             windows = z.unfold(1, n, 1)[:, with_history - n : t - n]
             history = rearrange(windows, "b k c h w n -> (b k) n c h w")
             target = flat(z, frames)
             mean, log_scale = prior(history, flat(context, frames), target.shape[0])
-            parts.append(gaussian_log_prob(target, mean, log_scale).view(b, -1))
+            if k == 1:
+                part = gaussian_log_prob(target, mean, log_scale).view(b, -1, 1)
+            else:
+                target = target[:, None].expand_as(mean)
+                part = gaussian_log_prob(*(x.flatten(0, 1) for x in (target, mean, log_scale)))
+                part = part.view(b, -1, k)
+            if prior.weights is not None:
+                weights = prior.component_logits(history).log_softmax(-1)
+                part = part + weights.view(b, -1, k)
+            parts.append(part)
         return torch.cat(parts, 1)
 
     def loss(self, video: Tensor) -> dict[str, Tensor]:
         """Bits per dimension of the predicted frames of a batch ``(B, T, C, H, W)`` in
-        ``[-1, 1]``. The first call initialises every actnorm from this batch."""
+        ``[-1, 1]``. The first call initialises every actnorm from this batch.
+
+        With a mixture prior the loss is the bits of each frame together with one component,
+        ``-log2 p(x_t, k)``, an upper bound on the exact bits (``bpd``): hard EM, each frame's
+        component chosen by ``assign_balanced``. Summing the components out instead lets the
+        first component to fit take every frame and the others die (BENCHMARKS.md, VideoFlow
+        session 15); equal shares keep every component learning."""
         video = self._train_clip(video)
         with data_init():
-            bits = self.frame_bits(video)
-        bpd = bits.mean()
-        return {"loss": bpd, "bpd": bpd.detach()}
+            log_p = self._component_log_probs(video, None, None)
+        bpd = self._bits(torch.logsumexp(log_p, -1), video).mean()
+        if log_p.shape[-1] == 1:
+            return {"loss": bpd, "bpd": bpd.detach()}
+        # equal shares among the clips at each time step: balanced over the whole batch, the
+        # components split by time step (which the history already tells) and not by what the
+        # history leaves open, such as the way a shape will go from the centre
+        scores = log_p.detach()
+        chosen = torch.stack([assign_balanced(scores[:, t]) for t in range(scores.shape[1])], 1)
+        loss = self._bits(log_p.gather(-1, chosen[..., None])[..., 0], video).mean()
+        return {"loss": loss, "bpd": bpd.detach()}
 
     def _train_clip(self, video: Tensor) -> Tensor:
         length = self.model_cfg.train_frames
@@ -291,6 +344,10 @@ class VideoFlow(VideoMethod):
                     _noise(torch.randn, (b, *shape), video, opts.generator)
                     for shape in self.latent_shapes
                 ]
+                components = self.model_cfg.prior_components
+                if components > 1:  # Gumbel noise: draws each clip's component
+                    u = _noise(torch.rand, (b, components), video, opts.generator)
+                    noise.append(-torch.log(-torch.log(u.clamp(1e-12, 1 - 1e-7))))
             full = history[0].shape[1] == n
             frame, latents = next_frame(history if full else None, noise, temperature, b)
             out[:, i] = frame
@@ -322,12 +379,21 @@ class VideoFlow(VideoMethod):
     ) -> tuple[Tensor, list[Tensor]]:
         """One frame ``(B, C, H, W)`` in ``[-1, 1]`` (float32, on the ``n_bits`` grid) and its
         latents per level. ``history``: the last ``cond_frames`` latents per level, or ``None``
-        (marginal priors). ``noise``: standard normal per level, or ``None`` for the means."""
+        (marginal priors). ``noise``: standard normal per level, or ``None`` for the means;
+        with a mixture prior, Gumbel noise ``(B, K)`` last, which draws each clip's component
+        from the weights (without noise: the likeliest component)."""
         latents: list[Tensor] = [torch.empty(0)] * len(self.priors)
+        component = None
+        if history is not None and self.model_cfg.prior_components > 1:
+            logits = self.priors[-1].component_logits(history[-1])
+            component = (logits if noise is None else logits + noise[-1]).argmax(1)
 
         def sample(level: int, context: Tensor | None) -> Tensor:
             past = None if history is None else history[level]
             mean, log_scale = self.priors[level](past, context, batch)
+            if component is not None:  # every level takes the frame's component
+                pick = component.view(-1, 1, 1, 1, 1).expand(-1, 1, *mean.shape[2:])
+                mean, log_scale = mean.gather(1, pick)[:, 0], log_scale.gather(1, pick)[:, 0]
             z = mean if noise is None else mean + temperature * torch.exp(log_scale) * noise[level]
             latents[level] = z
             return z
@@ -389,3 +455,26 @@ def _noise(
     generator may live on another device."""
     device = like.device if generator is None else generator.device
     return draw(shape, generator=generator, device=device).to(like.device)
+
+
+def assign_balanced(scores: Tensor) -> Tensor:
+    """Hard assignment of N rows to K components in equal shares: ``scores`` ``(N, K)`` (a
+    frame's log-probability with each component) -> the component of each row ``(N,)``.
+
+    Greedy: (row, component) pairs are taken in order of falling score, a component accepting
+    at most ``ceil(N / K)`` rows. Equal shares are what makes every component learn (as balanced
+    cluster assignment does in SwAV or k-means with equal sizes): a component that fits no
+    frame best still gets its share, and so a gradient; ties go to the lower component."""
+    n, k = scores.shape
+    capacity = -(-n // k)
+    order = scores.float().flatten().argsort(descending=True, stable=True).tolist()
+    chosen, load, left = [-1] * n, [0] * k, n
+    for index in order:
+        row, component = divmod(index, k)
+        if chosen[row] < 0 and load[component] < capacity:
+            chosen[row] = component
+            load[component] += 1
+            left -= 1
+            if not left:
+                break
+    return torch.tensor(chosen, device=scores.device)

@@ -27,6 +27,12 @@ network starts as the identity/zero map, so a fresh prior is ``N(z_{t-1}, 1)`` o
 With ``scale_per_channel`` (not in the paper) a dynamics prior's log-scale is the spatial mean
 of the network's, one scale per channel and clip: the scale can no longer grow just where the
 shape lands, so the mean has to carry the motion (BENCHMARKS.md, VideoFlow session 6).
+With ``components`` K > 1 (not in the paper) a dynamics prior is a mixture of K Gaussians: the
+network's output conv gives K means and log-scales, ``(N, K, c, h, w)``, and the top level holds
+the mixture weights, a zero-initialised linear map of the last frame's top latent to K logits
+(the latent keeps where the shape is, which tells the way it is going). One component is drawn
+per frame and used at every level (``methods/videoflow`` trains the components by balanced hard
+assignment). Marginal priors stay single Gaussians.
 Log-scales are soft-clamped to ``+-b`` (``b * tanh(s / b)``, ``b`` = ``LOG_SCALE_BOUND`` unless
 given): no overflow, and the gradient never vanishes as a hard clamp's would.
 """
@@ -37,6 +43,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -114,6 +121,7 @@ class Conv2dDynamics(nn.Module):
         depth: int,
         width: int,
         activation: Activation,
+        components: int = 1,
     ) -> None:
         super().__init__()
         self.split = split
@@ -121,7 +129,7 @@ class Conv2dDynamics(nn.Module):
         self.blocks = nn.ModuleList(
             ConvStack(res, width, res, activation=activation) for _ in range(depth)
         )
-        self.out = ConvLayer(res, 2 * channels, (3, 3), zero=True)
+        self.out = ConvLayer(res, 2 * channels * components, (3, 3), zero=True)
 
     def forward(
         self, history: Tensor, marginal: tuple[Tensor, Tensor] | None
@@ -153,6 +161,7 @@ class Conv3dDynamics(nn.Module):
         width: int,
         activation: Activation,
         dilations: list[int],
+        components: int = 1,
     ) -> None:
         super().__init__()
         channels, height, width_px = shape
@@ -171,7 +180,7 @@ class Conv3dDynamics(nn.Module):
             nn.ModuleList(ConvStack(res, width, res, dilation=d, **branch) for d in self.dilations)
             for _ in range(depth)
         )
-        self.out = ConvLayer(res, 2 * channels, (1, 1), zero=True)
+        self.out = ConvLayer(res, 2 * channels * components, (1, 1), zero=True)
 
     def forward(
         self, history: Tensor, marginal: tuple[Tensor, Tensor] | None
@@ -185,6 +194,21 @@ class Conv3dDynamics(nn.Module):
             h = h + sum(branch(h) for branch in branches)
         mean, log_scale = wide(self.out(h[:, :, -1])).chunk(2, dim=1)
         return mean, log_scale
+
+
+class ComponentWeights(nn.Module):
+    """Mixture logits ``(N, K)`` from the last frame's top latent ``(N, c, h, w)``: a linear map
+    of the whole latent (a pooled conv would forget where the shape is), zero-initialised so
+    that a fresh mixture weighs its components equally (and draws nothing from the random
+    generator: the other layers start as they would with one component)."""
+
+    def __init__(self, shape: tuple[int, int, int], components: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(components, math.prod(shape)))
+        self.bias = nn.Parameter(torch.zeros(components))
+
+    def forward(self, latent: Tensor) -> Tensor:
+        return F.linear(wide(latent.flatten(1)), self.weight, self.bias)
 
 
 class LevelPrior(nn.Module):
@@ -204,16 +228,28 @@ class LevelPrior(nn.Module):
         latent_skip: bool,
         log_scale_bound: float = LOG_SCALE_BOUND,
         scale_per_channel: bool = False,
+        components: int = 1,
     ) -> None:
         super().__init__()
+        if components < 1 or (components > 1 and kind == "pointwise"):
+            raise ValueError(
+                f"components={components}: need at least 1, and 1 with the pointwise prior"
+            )
         self.split = split
+        self.components = components
         self.marginal: nn.Module = SplitMarginal(shape[0]) if split else TopMarginal(shape)
         self.dynamics: nn.Module
         if kind == "pointwise":
             self.dynamics = PointwiseDynamics(shape, split)
         elif kind == "conv":
             self.dynamics = Conv2dDynamics(
-                shape[0], cond_frames, split, depth=depth, width=width, activation=activation
+                shape[0],
+                cond_frames,
+                split,
+                depth=depth,
+                width=width,
+                activation=activation,
+                components=components,
             )
         elif kind == "conv3d":
             self.dynamics = Conv3dDynamics(
@@ -224,9 +260,12 @@ class LevelPrior(nn.Module):
                 width=width,
                 activation=activation,
                 dilations=dilations,
+                components=components,
             )
         else:
             raise ValueError(f"unknown prior {kind!r}; choose pointwise, conv or conv3d")
+        # the top level holds the mixture weights; every level holds its components' Gaussians
+        self.weights = ComponentWeights(shape, components) if components > 1 and not split else None
         # pointwise already starts as z_{t-1}: a skip would double it
         self.latent_skip = latent_skip and kind != "pointwise"
         self.log_scale_bound = log_scale_bound
@@ -235,7 +274,8 @@ class LevelPrior(nn.Module):
     def forward(
         self, history: Tensor | None, context: Tensor | None, batch: int
     ) -> tuple[Tensor, Tensor]:
-        """Mean and log-scale ``(N, c, h, w)`` (float32) of ``z_t`` at this level.
+        """Mean and log-scale ``(N, c, h, w)`` (float32) of ``z_t`` at this level; with K > 1
+        components and a history, ``(N, K, c, h, w)``, one Gaussian per component.
 
         ``history`` ``(N, n, c, h, w)``: this level's latents of the previous ``n`` frames, or
         ``None`` for a frame without them. ``context``: ``x1_t`` ``(N, c, h, w)`` for split
@@ -254,10 +294,21 @@ class LevelPrior(nn.Module):
         else:
             # split levels see their marginal mean (the frame's higher levels); the top does not
             mean, log_scale = self.dynamics(history, marginal)
+            previous = wide(history[:, -1])
+            if self.components > 1:
+                mean = mean.unflatten(1, (self.components, -1))
+                log_scale = log_scale.unflatten(1, (self.components, -1))
+                previous = previous[:, None]
             if self.latent_skip:
-                mean = mean + wide(history[:, -1])
+                mean = mean + previous
             if self.scale_per_channel:
                 # a per-element scale absorbs what the mean fails to predict, and 1/scale^2
                 # then starves the mean's gradient there; one scale per channel cannot
-                log_scale = log_scale.mean((2, 3), keepdim=True).expand_as(log_scale)
+                log_scale = log_scale.mean((-2, -1), keepdim=True).expand_as(log_scale)
         return mean, soft_clamp(log_scale, self.log_scale_bound)
+
+    def component_logits(self, history: Tensor) -> Tensor:
+        """Mixture logits ``(N, K)`` of the top level given its history ``(N, n, c, h, w)``."""
+        if self.weights is None:
+            raise ValueError("only the top level of a prior with components > 1 has weights")
+        return self.weights(history[:, -1])
