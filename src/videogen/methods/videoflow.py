@@ -279,8 +279,9 @@ class VideoFlow(VideoMethod):
         # equal shares among the clips at each time step: balanced over the whole batch, the
         # components split by time step (which the history already tells) and not by what the
         # history leaves open, such as the way a shape will go from the centre
-        scores = log_p.detach()
+        scores = log_p.detach().float().cpu()  # one transfer for every time step's greedy pass
         chosen = torch.stack([assign_balanced(scores[:, t]) for t in range(scores.shape[1])], 1)
+        chosen = chosen.to(log_p.device)
         loss = self._bits(log_p.gather(-1, chosen[..., None])[..., 0], video).mean()
         return {"loss": loss, "bpd": bpd.detach()}
 
