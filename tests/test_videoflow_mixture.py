@@ -26,11 +26,23 @@ def test_assign_balanced_takes_pairs_by_score_in_equal_shares() -> None:
     assert shares.tolist() == [8] * 8
 
 
+def test_a_larger_share_keeps_an_uneven_batch_with_its_best_component() -> None:
+    # three rows fit component 0 best, one fits 1: equal shares move row 2 to component 1
+    scores = torch.tensor([[0.0, -5.0], [0.0, -4.0], [0.0, -3.0], [-6.0, 0.0]])
+    assert assign_balanced(scores).tolist() == [0, 0, 1, 1]
+    assert assign_balanced(scores, share=1.5).tolist() == [0, 0, 0, 1]  # capacity 3
+    # a share of K lets one component take every row
+    every_row_fits_0 = torch.tensor([[0.0, -1.0]]).repeat(5, 1)
+    assert assign_balanced(every_row_fits_0, share=2).tolist() == [0] * 5
+
+
 def test_bad_component_settings_name_the_key() -> None:
     with pytest.raises(ConfigError, match="model.prior_components=0"):
         tiny(prior_components=0)
     with pytest.raises(ConfigError, match="model.prior_components=2"):
         tiny(prior_components=2, prior="pointwise")
+    with pytest.raises(ConfigError, match="model.prior_component_share=3"):
+        tiny(prior_components=2, prior_component_share=3)
 
 
 def test_a_fresh_mixture_scores_as_one_gaussian() -> None:

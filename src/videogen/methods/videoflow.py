@@ -70,6 +70,10 @@ class VideoFlowConfig:
     # by balanced hard assignment (``assign_balanced``). A single Gaussian decodes a shape that
     # may go left or right into both at half strength (BENCHMARKS.md, VideoFlow session 9)
     prior_components: int = 1
+    # the most frames one component may take at a time step, as a multiple of an equal share
+    # (N / K): 1 is equal shares; above 1 lets a batch whose clips do not split evenly (9 going
+    # left, 7 right) keep each clip with the component that fits it
+    prior_component_share: float = 1.0
     context_frames: int = 3  # [video_num_input_frames] leading frames not scored by the loss
     train_frames: int | None = None  # [num_train_frames] random sub-clip per step; null = all
     score_context: bool = False  # [model_input] also score the leading context frames
@@ -86,6 +90,11 @@ def _check(m: VideoFlowConfig, cfg: Config) -> None:
         raise ConfigError(
             f"model.prior_components={m.prior_components}: need at least 1, and 1 with "
             "model.prior=pointwise"
+        )
+    if not 1.0 <= m.prior_component_share <= m.prior_components:
+        raise ConfigError(
+            f"model.prior_component_share={m.prior_component_share}: must lie in 1.."
+            f"model.prior_components ({m.prior_components})"
         )
     if m.prior_depth < 0 or m.context_frames < 0:
         raise ConfigError("model.prior_depth and model.context_frames must be >= 0")
@@ -280,7 +289,8 @@ class VideoFlow(VideoMethod):
         # components split by time step (which the history already tells) and not by what the
         # history leaves open, such as the way a shape will go from the centre
         scores = log_p.detach().float().cpu()  # one transfer for every time step's greedy pass
-        chosen = torch.stack([assign_balanced(scores[:, t]) for t in range(scores.shape[1])], 1)
+        share = self.model_cfg.prior_component_share
+        chosen = torch.stack([assign_balanced(s, share) for s in scores.unbind(1)], 1)
         chosen = chosen.to(log_p.device)
         loss = self._bits(log_p.gather(-1, chosen[..., None])[..., 0], video).mean()
         return {"loss": loss, "bpd": bpd.detach()}
@@ -458,16 +468,18 @@ def _noise(
     return draw(shape, generator=generator, device=device).to(like.device)
 
 
-def assign_balanced(scores: Tensor) -> Tensor:
-    """Hard assignment of N rows to K components in equal shares: ``scores`` ``(N, K)`` (a
+def assign_balanced(scores: Tensor, share: float = 1.0) -> Tensor:
+    """Hard assignment of N rows to K components in bounded shares: ``scores`` ``(N, K)`` (a
     frame's log-probability with each component) -> the component of each row ``(N,)``.
 
     Greedy: (row, component) pairs are taken in order of falling score, a component accepting
-    at most ``ceil(N / K)`` rows. Equal shares are what makes every component learn (as balanced
-    cluster assignment does in SwAV or k-means with equal sizes): a component that fits no
-    frame best still gets its share, and so a gradient; ties go to the lower component."""
+    at most ``ceil(share * N / K)`` rows (``share`` in ``[1, K]``). Equal shares (1) are what
+    makes every component learn (as balanced cluster assignment does in SwAV or k-means with
+    equal sizes): a component that fits no frame best still gets its share, and so a gradient;
+    a larger share still leaves each component at least ``N - (K - 1) * capacity`` rows where
+    that is positive. Ties go to the lower component."""
     n, k = scores.shape
-    capacity = -(-n // k)
+    capacity = math.ceil(share * n / k - 1e-9)  # a whole product stays whole (1.5 * 16 / 2)
     order = scores.float().flatten().argsort(descending=True, stable=True).tolist()
     chosen, load, left = [-1] * n, [0] * k, n
     for index in order:
