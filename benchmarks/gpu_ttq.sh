@@ -16,7 +16,7 @@
 # (detach keeps its results in $KEEP, default /tmp/ttq-keep, since the device tool empties $OUT
 # before every call; each collect brings back what exists, so a lost machine loses less.)
 #
-# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-x0 mcvd-minsnr mcvd-const mcvd-b256 ramvid-paper
+# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-fastv mcvd-minsnr mcvd-const mcvd-b256 ramvid-paper
 # ramvid-fast ramvid-fastc ramvid-nosnr ramvid-b16 vflow-paper vflow-fast vflow-mix vfusion-paper
 # vfusion-fast vfusion-b8 vfusion-compiled vfusion-base4 (default: mcvd-paper mcvd-fast
 # ramvid-paper ramvid-fast vflow-fast vfusion-paper vfusion-fast).
@@ -58,16 +58,17 @@ config_of() {  # the config and overrides of a run
     mcvd-paper) echo "configs/mcvd/smmnist.yaml $compiled" ;;
     mcvd-v) echo "configs/mcvd/smmnist.yaml diffusion.prediction=v $compiled" ;;
     mcvd-fast) echo "configs/mcvd/smmnist_fast.yaml $compiled" ;;
-    # the fast recipe before session 9 (2e-4, constant), its control; and 4x its batch over the
+    # the fast recipe at its rate before session 9 (2e-4, constant); and 4x its batch over the
     # same number of clips
     mcvd-const) echo "configs/mcvd/smmnist_fast.yaml train.lr=2e-4 train.lr_schedule=constant \
 train.steps=700000 $compiled" ;;
     mcvd-b256) echo "configs/mcvd/smmnist_fast.yaml train.batch_size=256 train.steps=3750 $compiled" ;;
-    # x0 prediction instead of v: on the CPU demo's MCVD it beat v's SSIM by half at equal
-    # steps with the same PSNR (BENCHMARKS.md, sessions 12 and 14)
-    mcvd-x0) echo "configs/mcvd/smmnist_fast.yaml diffusion.prediction=x0 $compiled" ;;
+    # the fast recipe with v prediction, as it was before session 17 (x0 won at 2,500 steps;
+    # the run to set beside it for the full 15 minutes)
+    mcvd-fastv) echo "configs/mcvd/smmnist_fast.yaml diffusion.prediction=v $compiled" ;;
     # the fast recipe with min-SNR-5 weights, as it was before session 14 (they lost to plain v)
-    mcvd-minsnr) echo "configs/mcvd/smmnist_fast.yaml diffusion.loss_weighting=min_snr $compiled" ;;
+    mcvd-minsnr) echo "configs/mcvd/smmnist_fast.yaml diffusion.prediction=v \
+diffusion.loss_weighting=min_snr $compiled" ;;
     ramvid-paper) echo "configs/ramvid/tiny.yaml" ;;
     ramvid-fast) echo "configs/ramvid/tiny_fast.yaml" ;;
     # the fast recipe without min-SNR-5 (plain v loss), eager as ramvid-fast
@@ -150,7 +151,7 @@ evaluate() {
   local q="python3 benchmarks/quality.py"
   for name in $runs; do
     case $name in
-      mcvd-fast | mcvd-x0 | mcvd-minsnr | mcvd-const | mcvd-b256)
+      mcvd-fast | mcvd-fastv | mcvd-minsnr | mcvd-const | mcvd-b256)
         (
           $q "$logs/$name" --frames 15 --task predict:known=5 --best-of 10 --clips "$final_clips" \
             --batch-size 128 --sampler dpm++ --steps 25 --out "$logs/q_$name" ${EVAL_ARGS:-}
@@ -178,7 +179,7 @@ evaluate() {
     [[ -n $members ]] && $ttq plot $members -o "$keep/ttq_$family.png" | tee "$logs/ttq_$family.md"
   done
   for name in $runs; do [[ -f $logs/final_$name.log ]] && grep "^|\|^run" "$logs/final_$name.log"; done
-  for name in mcvd-paper mcvd-fast mcvd-x0 mcvd-minsnr mcvd-const mcvd-b256; do
+  for name in mcvd-paper mcvd-fast mcvd-fastv mcvd-minsnr mcvd-const mcvd-b256; do
     [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task predict \
       --known 5 --frames 15 --clips 3 --samples 2 --sampler dpm++ --steps 25 \
       -o "$keep/${name}.gif" --quiet

@@ -56,7 +56,7 @@ TINY = {
 
 # what each fast recipe claims to change (the configs' comments and BENCHMARKS.md say why)
 CLAIMS = {
-    "mcvd": lambda c: c.diffusion.prediction == "v" and c.diffusion.loss_weighting == "none",
+    "mcvd": lambda c: c.diffusion.prediction == "x0" and c.diffusion.loss_weighting == "none",
     "ramvid": lambda c: (
         c.diffusion.prediction == "v"
         and c.diffusion.loss_weighting == "min_snr"
