@@ -72,7 +72,8 @@ class VideoFlowConfig:
     prior_components: int = 1
     # the most frames one component may take at a time step, as a multiple of an equal share
     # (N / K): 1 is equal shares; above 1 lets a batch whose clips do not split evenly (9 going
-    # left, 7 right) keep each clip with the component that fits it
+    # left, 7 right) keep each clip with the component that fits it. On the CPU 1.5 lost to 1
+    # with 2 scored frames and won only with 4 (BENCHMARKS.md, VideoFlow session 17)
     prior_component_share: float = 1.0
     context_frames: int = 3  # [video_num_input_frames] leading frames not scored by the loss
     train_frames: int | None = None  # [num_train_frames] random sub-clip per step; null = all
