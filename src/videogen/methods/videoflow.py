@@ -289,7 +289,7 @@ class VideoFlow(VideoMethod):
         # equal shares among the clips at each time step: balanced over the whole batch, the
         # components split by time step (which the history already tells) and not by what the
         # history leaves open, such as the way a shape will go from the centre
-        scores = log_p.detach().float().cpu()  # one transfer for every time step's greedy pass
+        scores = log_p.detach().cpu()  # one transfer for every time step's greedy pass
         share = self.model_cfg.prior_component_share
         chosen = torch.stack([assign_balanced(s, share) for s in scores.unbind(1)], 1)
         chosen = chosen.to(log_p.device)
