@@ -16,10 +16,10 @@
 # (detach keeps its results in $KEEP, default /tmp/ttq-keep, since the device tool empties $OUT
 # before every call; each collect brings back what exists, so a lost machine loses less.)
 #
-# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-fastv mcvd-minsnr mcvd-const mcvd-b256 ramvid-paper
-# ramvid-fast ramvid-fastc ramvid-nosnr ramvid-b16 vflow-paper vflow-fast vflow-mix vfusion-paper
-# vfusion-fast vfusion-b8 vfusion-compiled vfusion-base4 (default: mcvd-paper mcvd-fast
-# ramvid-paper ramvid-fast vflow-fast vfusion-paper vfusion-fast).
+# RUN: mcvd-paper mcvd-v mcvd-fast mcvd-fastv mcvd-minsnr mcvd-lognorm mcvd-const mcvd-b256
+# ramvid-paper ramvid-fast ramvid-fastc ramvid-nosnr ramvid-b16 vflow-paper vflow-fast vflow-mix
+# vfusion-paper vfusion-fast vfusion-b8 vfusion-compiled vfusion-base4 (default: mcvd-paper
+# mcvd-fast ramvid-paper ramvid-fast vflow-fast vfusion-paper vfusion-fast).
 # All runs share the GPU, so a minute here is a minute of a shared GPU, the same for every run
 # compared.
 # Environment: EXTRA (overrides for every training), EXTRA_MCVD / EXTRA_RAMVID / EXTRA_VFLOW /
@@ -69,6 +69,9 @@ train.steps=700000 $compiled" ;;
     # the fast recipe with min-SNR-5 weights, as it was before session 14 (they lost to plain v)
     mcvd-minsnr) echo "configs/mcvd/smmnist_fast.yaml diffusion.prediction=v \
 diffusion.loss_weighting=min_snr $compiled" ;;
+    # the fast recipe with logit-normal timesteps (Esser et al. 2024; session 18, CPU demo)
+    mcvd-lognorm) echo "configs/mcvd/smmnist_fast.yaml diffusion.timestep_sampling=logit_normal \
+$compiled" ;;
     ramvid-paper) echo "configs/ramvid/tiny.yaml" ;;
     ramvid-fast) echo "configs/ramvid/tiny_fast.yaml" ;;
     # the fast recipe without min-SNR-5 (plain v loss), eager as ramvid-fast
@@ -151,7 +154,7 @@ evaluate() {
   local q="python3 benchmarks/quality.py"
   for name in $runs; do
     case $name in
-      mcvd-fast | mcvd-fastv | mcvd-minsnr | mcvd-const | mcvd-b256)
+      mcvd-fast | mcvd-fastv | mcvd-minsnr | mcvd-lognorm | mcvd-const | mcvd-b256)
         (
           $q "$logs/$name" --frames 15 --task predict:known=5 --best-of 10 --clips "$final_clips" \
             --batch-size 128 --sampler dpm++ --steps 25 --out "$logs/q_$name" ${EVAL_ARGS:-}
@@ -179,7 +182,7 @@ evaluate() {
     [[ -n $members ]] && $ttq plot $members -o "$keep/ttq_$family.png" | tee "$logs/ttq_$family.md"
   done
   for name in $runs; do [[ -f $logs/final_$name.log ]] && grep "^|\|^run" "$logs/final_$name.log"; done
-  for name in mcvd-paper mcvd-fast mcvd-fastv mcvd-minsnr mcvd-const mcvd-b256; do
+  for name in mcvd-paper mcvd-fast mcvd-fastv mcvd-minsnr mcvd-lognorm mcvd-const mcvd-b256; do
     [[ " $runs " == *" $name "* ]] && python3 -m videogen sample "$logs/$name" --task predict \
       --known 5 --frames 15 --clips 3 --samples 2 --sampler dpm++ --steps 25 \
       -o "$keep/${name}.gif" --quiet

@@ -1,5 +1,6 @@
 """The fast-recipe options of the diffusion process, against their published formulas:
-min-SNR-γ loss weighting (Hang et al. 2023) and zero terminal SNR (Lin et al. 2024)."""
+min-SNR-γ loss weighting (Hang et al. 2023), zero terminal SNR (Lin et al. 2024) and
+logit-normal timesteps (Esser et al. 2024)."""
 
 import math
 
@@ -117,3 +118,36 @@ def test_zero_terminal_snr_samples_stay_finite_from_pure_noise():
 def test_min_snr_gamma_must_be_positive():
     with pytest.raises(ConfigError, match="min_snr_gamma"):
         VideoDiffusion(DiffusionConfig(loss_weighting="min_snr", min_snr_gamma=0.0))
+
+
+def test_logit_normal_timesteps_are_the_published_formula():
+    cfg = DiffusionConfig(timestep_sampling="logit_normal", timestep_mean=-0.5, timestep_std=1.2)
+    proc = VideoDiffusion(cfg)
+    got = proc.sample_timesteps(6, "cpu", torch.Generator().manual_seed(3))
+    n = torch.randn(6, generator=torch.Generator().manual_seed(3), dtype=torch.float64).numpy()
+    expected = [math.floor(1000 / (1 + math.exp(-(-0.5 + 1.2 * v)))) for v in n]
+    assert got.dtype == torch.long
+    assert got.tolist() == expected
+
+
+def test_logit_normal_timesteps_centre_on_the_sigmoid_of_the_mean():
+    g = torch.Generator().manual_seed(0)
+    for mean in (0.0, -1.0):
+        cfg = DiffusionConfig(timestep_sampling="logit_normal", timestep_mean=mean)
+        t = VideoDiffusion(cfg).sample_timesteps(20_000, "cpu", g).double()
+        assert t.min() >= 0 and t.max() <= 999
+        # the median of sigmoid(N(m, 1)) is sigmoid(m): 500 and 268.9 steps of 1000
+        assert t.median().item() == pytest.approx(1000 / (1 + math.exp(-mean)), abs=8)
+        # 4.55% of N(0, 1) lies beyond 2 std either side: sigmoid(±2) puts those draws at
+        # t < 119 or t >= 881, where a uniform draw lands 23.8% of the time
+        if mean == 0.0:
+            ends = ((t < 119) | (t >= 881)).double().mean().item()
+            assert ends == pytest.approx(0.0455, abs=0.006)
+    uniform = VideoDiffusion(DiffusionConfig()).sample_timesteps(20_000, "cpu", g).double()
+    ends = ((uniform < 119) | (uniform >= 881)).double().mean().item()
+    assert ends == pytest.approx(0.238, abs=0.01)
+
+
+def test_logit_normal_std_must_be_positive():
+    with pytest.raises(ConfigError, match="timestep_std"):
+        VideoDiffusion(DiffusionConfig(timestep_sampling="logit_normal", timestep_std=0.0))

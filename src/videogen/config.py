@@ -57,6 +57,13 @@ class DiffusionConfig:
     # rescale the betas so the last step is pure noise (Lin et al., WACV 2024): the sampler then
     # starts where training saw no signal at all; needs prediction v (eps is undefined there)
     zero_terminal_snr: bool = False
+    # how training draws its timesteps: "uniform" over 0..timesteps-1 (every paper's), or
+    # "logit_normal": t = floor(timesteps * sigmoid(n)), n ~ N(timestep_mean, timestep_std²)
+    # (Esser et al., ICML 2024), which spends fewer steps at the two ends of the schedule, where
+    # the clean clip is nearly given (low t) or every step asks the same question (high t)
+    timestep_sampling: Literal["uniform", "logit_normal"] = "uniform"
+    timestep_mean: float = 0.0
+    timestep_std: float = 1.0
 
 
 @dataclass

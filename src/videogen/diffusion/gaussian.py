@@ -71,6 +71,8 @@ class GaussianDiffusion(nn.Module):
             )
         if cfg.loss_weighting == "min_snr" and cfg.min_snr_gamma <= 0:
             raise ConfigError(f"diffusion.min_snr_gamma={cfg.min_snr_gamma} must be > 0")
+        if cfg.timestep_sampling == "logit_normal" and cfg.timestep_std <= 0:
+            raise ConfigError(f"diffusion.timestep_std={cfg.timestep_std} must be > 0")
         super().__init__()
         self.cfg = cfg
         self.noise_fn = noise_fn
@@ -174,9 +176,16 @@ class GaussianDiffusion(nn.Module):
     def sample_timesteps(
         self, batch: int, device: torch.device | str, generator: torch.Generator | None = None
     ) -> Tensor:
+        """Training timesteps ``(B,)`` long in ``[0, timesteps)``, drawn as
+        ``diffusion.timestep_sampling`` says."""
         gen_device = generator.device if generator is not None else device
-        t = torch.randint(0, self.cfg.timesteps, (batch,), generator=generator, device=gen_device)
-        return t.to(device)
+        steps = self.cfg.timesteps
+        if self.cfg.timestep_sampling == "uniform":
+            t = torch.randint(0, steps, (batch,), generator=generator, device=gen_device)
+            return t.to(device)
+        n = torch.randn((batch,), generator=generator, device=gen_device, dtype=torch.float64)
+        u = torch.sigmoid(self.cfg.timestep_mean + self.cfg.timestep_std * n)
+        return (u * steps).long().clamp(0, steps - 1).to(device)
 
     def noise(
         self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None = None
